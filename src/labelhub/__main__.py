@@ -1,0 +1,5 @@
+import sys
+
+from labelhub.cli import main
+
+sys.exit(main())

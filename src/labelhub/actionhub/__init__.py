@@ -1,0 +1,1 @@
+"""The ActionHub API, served at the root (``/labels``, ``/assets``, ...)."""

@@ -1,0 +1,160 @@
+"""``create_app(settings)``: routers, middleware, and error rendering by path prefix.
+
+Every error leaves in the envelope of the API whose path it was raised under:
+
+* under ``/har/``: ``{"code": "<status>", "message": "...", "details"?: {...}}``, validation as 400;
+* elsewhere (ActionHub at the root, ``/admin``): FastAPI's ``{"detail": ...}``, validation 422.
+
+That holds for errors the handlers raise, for requests no route matches (404, 405), for bodies over
+the limit (413) and for unexpected failures (500).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from labelhub import __version__, admin, ops
+from labelhub.actionhub import routes as actionhub_routes
+from labelhub.core.config import Settings
+from labelhub.core.db import Database
+from labelhub.core.errors import LabelhubError, status_of
+from labelhub.har import routes as har_routes
+from labelhub.har.routes import HAR_PREFIX
+
+log = logging.getLogger("labelhub")
+
+
+def is_har_path(path: str) -> bool:
+    return path == "/har" or path.startswith("/har/")
+
+
+def render_error(
+    path: str,
+    status: int,
+    message: str,
+    *,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    if is_har_path(path):
+        body: dict[str, Any] = {"code": str(status), "message": message}
+        if details:
+            body["details"] = details
+    else:
+        body = {"detail": message}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def render_labelhub_error(path: str, error: Exception) -> JSONResponse:
+    if isinstance(error, LabelhubError):
+        return render_error(path, status_of(error), error.message, details=error.details)
+    return render_error(path, 500, "Internal server error")
+
+
+def json_safe(value: Any) -> Any:
+    """Validation ``input`` may hold NaN or ±Infinity, which JSON cannot carry: spell them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+    return f"{loc}: {error.get('msg')}" if loc else str(error.get("msg"))
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = json_safe(jsonable_encoder(exc.errors()))
+    if is_har_path(request.url.path):
+        return render_error(
+            request.url.path,
+            400,
+            "; ".join(_describe(e) for e in errors[:5]) or "Invalid request",
+            details={"errors": [{"loc": e.get("loc"), "msg": e.get("msg")} for e in errors]},
+        )
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+async def _on_labelhub_error(request: Request, exc: Exception) -> Response:
+    return render_labelhub_error(request.url.path, exc)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    message = exc.detail if isinstance(exc.detail, str) else "Request failed"
+    if exc.status_code == 404 and message == "Not Found":
+        message = "Not Found: no such route"
+    if not is_har_path(request.url.path) and not isinstance(exc.detail, str):
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+    return render_error(request.url.path, exc.status_code, message, headers=dict(exc.headers or {}))
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return render_error(request.url.path, 500, "Internal server error")
+
+
+def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
+    """The labelhub ASGI app. The schema must already be migrated (``labelhub serve`` does)."""
+    database = db or Database(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if db is None:  # we made it, we close it
+            database.close()
+
+    app = FastAPI(
+        title="labelhub",
+        version=__version__,
+        description=(
+            "The ActionHub labels API (at the root), the Harness Artifact Registry metadata API "
+            f"(under {HAR_PREFIX}) and labelhub's administration API (under /admin)."
+        ),
+        lifespan=lifespan,
+        # Clients of both public APIs may send JSON without a Content-Type: parse it as JSON.
+        strict_content_type=False,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.metrics = ops.Metrics(database)
+
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(LabelhubError, _on_labelhub_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+    app.include_router(ops.router)
+    # Each router carries its own prefix, so route.path is the full template (for metrics).
+    app.include_router(admin.router)
+    app.include_router(actionhub_routes.router)
+    app.include_router(har_routes.router)
+
+    # Outermost first: the log sees every request, including refused bodies.
+    app.add_middleware(ops.BodyLimit, limit=settings.max_body_bytes, render=render_labelhub_error)
+    app.add_middleware(ops.RequestLog, metrics=app.state.metrics)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (used by ``labelhub serve --workers N``)."""
+    return create_app(Settings())

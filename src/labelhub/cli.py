@@ -1,0 +1,290 @@
+"""The ``labelhub`` command: serve, db upgrade, programs, keys.
+
+Every command but ``serve`` acts directly on the configured database (``LABELHUB_DATABASE_URL``),
+so an operator can bootstrap without a running server. Exit codes: 0 success, 1 runtime failure,
+2 usage error; errors are one line on standard error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import click
+import pydantic
+import typer
+from sqlalchemy.exc import SQLAlchemyError
+
+from labelhub.actionhub import store as actionhub_store
+from labelhub.core import db as dbmod
+from labelhub.core import keys
+from labelhub.core.config import Settings, check_admin_key
+from labelhub.core.errors import Invalid, LabelhubError, Unavailable
+
+app = typer.Typer(
+    help="labelhub: the ActionHub labels API and the HAR metadata API on one storage core.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+programs_app = typer.Typer(help="ActionHub programs.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(programs_app, name="programs")
+app.add_typer(keys_app, name="keys")
+
+
+class UsageFailure(Exception):
+    """A usage error found after parsing (exit 2)."""
+
+
+def load_settings() -> Settings:
+    try:
+        settings = Settings()
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise UsageFailure(f"LABELHUB_{field.upper()}: {first['msg']}") from None
+    if settings.admin_key is not None:
+        check_admin_key(settings.admin_key.get_secret_value())
+    return settings
+
+
+def migrate(db: dbmod.Database, *, bootstrap: bool = False) -> str | None:
+    """Bring the schema to head (serialised across processes); optionally make the first key."""
+    with dbmod.migration_lock(db) as conn:
+        dbmod.upgrade(conn)
+        if not bootstrap:
+            return None
+        admin_key = db.settings.admin_key
+        with conn.begin():
+            return keys.bootstrap(conn, admin_key.get_secret_value() if admin_key else None)
+
+
+@contextmanager
+def database() -> Iterator[dbmod.Database]:
+    """The configured database, migrated, for a one-off command."""
+    db = dbmod.Database(load_settings())
+    try:
+        migrate(db)
+        yield db
+    finally:
+        db.close()
+
+
+def echo_err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+# --- serve ----------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 1,
+) -> None:
+    """Migrate the database, make the bootstrap admin key if none exists, and serve."""
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    settings = load_settings()
+    db = dbmod.Database(settings)
+    try:
+        secret = migrate(db, bootstrap=True)
+    finally:
+        db.close()
+    if secret is not None:
+        echo_err(f"labelhub: created the bootstrap admin key (shown only this once): {secret}")
+
+    log_config: dict[str, Any] = json.loads(json.dumps(LOGGING_CONFIG))
+    log_config["loggers"]["labelhub"] = {
+        "handlers": ["default"],
+        "level": settings.log_level.upper(),
+        "propagate": False,
+    }
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": log_config,
+        "log_level": settings.log_level,
+        "access_log": False,  # labelhub logs one line per request itself
+        "server_header": False,
+    }
+    if workers == 1:
+        from labelhub.app import create_app
+
+        uvicorn.run(create_app(settings), **common)
+    else:
+        uvicorn.run("labelhub.app:app_from_env", factory=True, workers=workers, **common)
+
+
+# --- db -------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the schema to the newest revision."""
+    settings = load_settings()
+    db = dbmod.Database(settings)
+    try:
+        migrate(db)
+        with db.engine.connect() as conn:
+            revision = dbmod.current_revision(conn)
+    finally:
+        db.close()
+    echo_err(f"labelhub: database {dbmod.redacted(settings.database_url)} at revision {revision}")
+
+
+# --- programs -------------------------------------------------------------------------------
+
+
+@programs_app.command("create")
+def programs_create(
+    program_id: Annotated[str, typer.Argument(help="The program-id clients send.")],
+    name: Annotated[str | None, typer.Option(help="A display name.")] = None,
+) -> None:
+    """Create a program."""
+    if not keys.PROGRAM_ID.fullmatch(program_id):
+        raise UsageFailure("PROGRAM_ID must be 1-64 characters without control characters")
+    with database() as db:
+        row = db.run_write(actionhub_store.create_program, program_id, name)
+    typer.echo(f"{row.program_id}\t{row.name}")
+
+
+@programs_app.command("list")
+def programs_list() -> None:
+    """List programs (program-id, name, created)."""
+    with database() as db:
+        rows = db.run_read(actionhub_store.list_programs)
+    for row in rows:
+        typer.echo(f"{row.program_id}\t{row.name}\t{_iso(row.created_at)}")
+
+
+@programs_app.command("delete")
+def programs_delete(program_id: str) -> None:
+    """Delete a program with its labels, assets and events."""
+    with database() as db:
+        db.run_write(actionhub_store.delete_program, program_id)
+    echo_err(f"labelhub: deleted program {program_id}")
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+def parse_cli_grant(text: str) -> keys.Grant:
+    """``admin``, ``program:<id>=read|write`` or ``space:<path>=view|edit``."""
+    scope, sep, role = text.rpartition("=")
+    if not sep:
+        scope, role = text, ("admin" if text == "admin" else "")
+    try:
+        return keys.parse_grant(scope, role)
+    except Invalid as error:
+        raise UsageFailure(f"--grant {text!r}: {error.message}") from None
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="What the key is for.")],
+    grant: Annotated[
+        list[str],
+        typer.Option(
+            "--grant",
+            help="admin | program:<id>=read|write | space:<acct>[/<org>[/<proj>]]=view|edit "
+            "(repeatable).",
+        ),
+    ],
+) -> None:
+    """Create a key; its secret is printed once, on standard output."""
+    grants = [parse_cli_grant(g) for g in grant]
+    with database() as db:
+        new = db.run_write(keys.create_key, name, grants)
+    echo_err(f"labelhub: created key {new.id} ({new.prefix}...); the secret is shown only once")
+    typer.echo(new.secret)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (id, prefix, name, grants, created, last used, revoked)."""
+    with database() as db:
+        infos = db.run_read(keys.list_keys)
+    for k in infos:
+        grants = ",".join(g.scope if g.kind == "admin" else f"{g.scope}={g.role}" for g in k.grants)
+        typer.echo(
+            "\t".join(
+                [
+                    str(k.id),
+                    k.prefix,
+                    k.name,
+                    grants,
+                    _iso(k.created_at),
+                    _iso(k.last_used_at),
+                    "revoked " + _iso(k.revoked_at) if k.revoked_at else "active",
+                ]
+            )
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int) -> None:
+    """Revoke a key; every server refuses it from its next request on."""
+    with database() as db:
+        db.run_write(keys.revoke_key, key_id)
+    echo_err(f"labelhub: revoked key {key_id}")
+
+
+def _iso(ms: int | None) -> str:
+    from labelhub.admin import as_datetime
+
+    return "-" if ms is None else as_datetime(ms).isoformat().replace("+00:00", "Z")
+
+
+# --- entry point ----------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="labelhub",
+            standalone_mode=False,
+        )
+    except click.exceptions.NoArgsIsHelpError as error:
+        typer.echo(error.ctx.get_help() if error.ctx else str(error), err=True)
+        return 2
+    except click.UsageError as error:
+        echo_err(f"labelhub: error: {error.format_message()}")
+        return 2
+    except click.Abort:
+        echo_err("labelhub: aborted")
+        return 1
+    except (UsageFailure, Invalid) as error:
+        echo_err(f"labelhub: error: {getattr(error, 'message', error)}")
+        return 2
+    except Unavailable as error:
+        echo_err(f"labelhub: error: {error.message}")
+        return 1
+    except LabelhubError as error:
+        echo_err(f"labelhub: error: {error.message}")
+        return 1
+    except SQLAlchemyError as error:
+        first = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        echo_err(f"labelhub: database error: {first}")
+        return 1
+    except OSError as error:
+        echo_err(f"labelhub: error: {error}")
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

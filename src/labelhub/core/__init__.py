@@ -1,0 +1,1 @@
+"""The storage core and the pieces both APIs share."""

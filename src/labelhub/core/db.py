@@ -1,0 +1,466 @@
+"""Engines per dialect, transactions, the batching writer, ping and migrations.
+
+Access path: synchronous SQLAlchemy Core on the stock drivers (``sqlite3``, ``psycopg``), run off
+the event loop. Reads run in the threadpool, each in its own short transaction. Writes go to one
+writer thread per process that folds the transactions waiting at that moment into one database
+transaction (a savepoint each, so one request's failure does not touch the others) and commits
+once for all of them before any of their callers is answered. On SQLite that shares the cost of a
+commit (the WAL append) among everyone who was waiting; on PostgreSQL it saves round trips.
+
+A unit of work is a plain function ``fn(conn, *args)``; it may raise ``LabelhubError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import math
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import anyio.to_thread
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from labelhub.core import keys
+from labelhub.core.config import Settings, database_dialect
+from labelhub.core.errors import LabelhubError, Unavailable
+
+log = logging.getLogger("labelhub.db")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Any constant unlikely to collide with another application's advisory locks: "labelhub".
+MIGRATION_LOCK_ID = 0x6C6162656C687562
+# Attempts at a batch that PostgreSQL aborted for a deadlock or a serialization failure.
+TRANSIENT_RETRIES = 5
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Translate a labelhub database URL into the SQLAlchemy URL of the driver we use."""
+    dialect = database_dialect(url)
+    if dialect == "sqlite":
+        return "sqlite+pysqlite:///" + url[len("sqlite:///") :]
+    rest = url.split(":", 1)[1]
+    return "postgresql+psycopg:" + rest
+
+
+def sqlite_path(url: str) -> Path:
+    return Path(url[len("sqlite:///") :])
+
+
+def _is_transient(error: BaseException) -> bool:
+    """PostgreSQL aborted the transaction to break a deadlock or a serialization conflict."""
+    orig = getattr(error, "orig", None)
+    return getattr(orig, "sqlstate", None) in {"40001", "40P01"}
+
+
+def _is_outage(error: BaseException) -> bool:
+    """The database could not be reached or gave up waiting (not a fault of the request)."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, OperationalError) and not _is_transient(error)
+
+
+def make_engine(settings: Settings) -> Engine:
+    dialect = database_dialect(settings.database_url)
+    url = sqlalchemy_url(settings.database_url)
+    if dialect == "sqlite":
+        path = sqlite_path(settings.database_url)
+        if path.parent and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": settings.db_timeout},
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_pool_size,
+            pool_timeout=settings.db_timeout,
+        )
+        busy_ms = int(settings.db_timeout * 1000)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not the driver, decide where transactions begin (savepoints work).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            # Writers take the write lock up front, so they wait (busy_timeout) instead of
+            # failing when another writer committed between their read and their write.
+            if conn.get_execution_options().get("labelhub_write"):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("BEGIN")
+
+        return engine
+
+    timeout = max(1, math.ceil(settings.db_timeout))
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_timeout=settings.db_timeout,
+        connect_args={"connect_timeout": timeout, "application_name": "labelhub"},
+    )
+
+
+@dataclass(eq=False)
+class _Job:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    loop: asyncio.AbstractEventLoop | None
+    future: asyncio.Future[Any] | None
+    outcome: tuple[bool, Any] = field(default=(False, None))
+
+
+def _deliver(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class Writer:
+    """One thread that runs every write of this process, several transactions per commit."""
+
+    def __init__(self, db: Database, batch_max: int) -> None:
+        self._db = db
+        self._batch_max = batch_max
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._conn: Connection | None = None
+        self.batches = 0
+        self.jobs = 0
+
+    def _ensure_started(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="labelhub-writer", daemon=True
+                    )
+                    self._thread.start()
+
+    async def submit(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._ensure_started()
+        self._queue.put(_Job(fn, args, loop, future))
+        return await future
+
+    def submit_nowait(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """Queue a write nobody waits for (bookkeeping such as a key's last use)."""
+        self._ensure_started()
+        self._queue.put(_Job(fn, args, None, None))
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            batch = [job]
+            stop = False
+            while len(batch) < self._batch_max:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._execute(batch)
+            if stop:
+                return
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.invalidated or self._conn.closed:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+            self._conn = self._db.engine.connect().execution_options(labelhub_write=True)
+        return self._conn
+
+    def _execute(self, batch: list[_Job]) -> None:
+        try:
+            self._attempt_with_retries(batch)
+        except BaseException as error:  # the whole transaction failed: tell everyone
+            failure = _translate(error)
+            for job in batch:
+                job.outcome = (False, failure)
+            if self._conn is not None and _is_outage(error):
+                with contextlib.suppress(Exception):
+                    self._conn.invalidate()
+        self.batches += 1
+        self.jobs += len(batch)
+        for job in batch:
+            if job.future is not None and job.loop is not None:
+                ok, value = job.outcome
+                if not ok and job.loop.is_closed():
+                    continue
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    job.loop.call_soon_threadsafe(_deliver, job.future, ok, value)
+            elif not job.outcome[0]:
+                log.warning("background write failed: %s", job.outcome[1])
+
+    def _attempt_with_retries(self, batch: list[_Job]) -> None:
+        for attempt in range(TRANSIENT_RETRIES):
+            try:
+                self._attempt(batch)
+                return
+            except DBAPIError as error:
+                if _is_transient(error) and attempt + 1 < TRANSIENT_RETRIES:
+                    continue
+                raise
+
+    def _attempt(self, batch: list[_Job]) -> None:
+        conn = self._connection()
+        try:
+            with conn.begin():
+                if len(batch) == 1:
+                    job = batch[0]
+                    job.outcome = (True, job.fn(conn, *job.args))
+                    return
+                for job in batch:
+                    savepoint = conn.begin_nested()
+                    try:
+                        value = job.fn(conn, *job.args)
+                    except DBAPIError as error:
+                        if _is_transient(error) or _is_outage(error):
+                            raise
+                        savepoint.rollback()
+                        job.outcome = (False, error)
+                    except Exception as error:
+                        savepoint.rollback()
+                        job.outcome = (False, error)
+                    else:
+                        savepoint.commit()
+                        job.outcome = (True, value)
+        except LabelhubError as error:
+            # A lone job refused: its transaction was rolled back, and that is its answer.
+            batch[0].outcome = (False, error)
+        except DBAPIError as error:
+            if len(batch) == 1 and not (_is_transient(error) or _is_outage(error)):
+                batch[0].outcome = (False, error)
+                return
+            raise
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0].outcome = (False, error)
+                return
+            raise
+
+
+def _translate(error: BaseException) -> BaseException:
+    if isinstance(error, LabelhubError):
+        return error
+    if _is_outage(error):
+        return Unavailable("The database is unavailable; try again shortly")
+    return error
+
+
+class Database:
+    """The configured database: an engine, a writer, and helpers to run units of work."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dialect = database_dialect(settings.database_url)
+        self.engine = make_engine(settings)
+        self.writer = Writer(self, settings.write_batch_max)
+        self._key_uses: dict[int, int] = {}
+
+    # -- synchronous: CLI, migrations, and the threads the async helpers use ---------------
+
+    @contextlib.contextmanager
+    def transaction(self, *, write: bool = False) -> Iterator[Connection]:
+        """One transaction on a pooled connection; commits on success, rolls back on error."""
+        try:
+            with self.engine.connect() as conn:
+                if write:
+                    conn = conn.execution_options(labelhub_write=True)
+                with conn.begin():
+                    yield conn
+        except DBAPIError as error:
+            translated = _translate(error)
+            if translated is error:
+                raise
+            raise translated from error
+
+    def run_read(self, fn: Callable[..., T], *args: Any) -> T:
+        with self.transaction() as conn:
+            return fn(conn, *args)
+
+    def run_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """A write outside the server (CLI): its own transaction, retried if PostgreSQL asks."""
+        for attempt in range(TRANSIENT_RETRIES):
+            try:
+                with self.transaction(write=True) as conn:
+                    return fn(conn, *args)
+            except DBAPIError as error:
+                if not (_is_transient(error) and attempt + 1 < TRANSIENT_RETRIES):
+                    raise
+        raise AssertionError("unreachable")
+
+    # -- asynchronous: request handlers ------------------------------------------------------
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(self.run_read, fn, *args)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in the writer; returns once its transaction has committed."""
+        return await self.writer.submit(fn, args)
+
+    def record_key_use(self, key_id: int) -> None:
+        """Refresh a key's ``last_used_at`` in the background, at most once per resolution."""
+        now = keys.now_ms()
+        if now - self._key_uses.get(key_id, 0) < keys.LAST_USED_RESOLUTION_MS:
+            return
+        self._key_uses[key_id] = now
+        self.writer.submit_nowait(keys.touch, (key_id,))
+
+    def ping_sync(self) -> None:
+        """Raise unless the database answers and holds labelhub's schema."""
+        with self.transaction(write=True) as conn:
+            conn.execute(text("SELECT version_num FROM alembic_version")).all()
+
+    async def ping(self) -> bool:
+        try:
+            with anyio.fail_after(self.settings.db_timeout + 1):
+                await anyio.to_thread.run_sync(self.ping_sync, abandon_on_cancel=True)
+        except Exception:
+            return False
+        return True
+
+    def pool_status(self) -> dict[str, int]:
+        pool: Any = self.engine.pool
+        figures = {"writer_queue": self.writer.depth}
+        for name in ("size", "checkedout", "overflow", "checkedin"):
+            method = getattr(pool, name, None)
+            if callable(method):
+                figures[name] = int(method())
+        return figures
+
+    def close(self) -> None:
+        self.writer.stop()
+        self.engine.dispose()
+
+
+# --- migrations -----------------------------------------------------------------------------
+
+
+def alembic_config(conn: Connection) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", "labelhub:migrations")
+    config.attributes["connection"] = conn
+    return config
+
+
+@contextlib.contextmanager
+def migration_lock(db: Database) -> Iterator[Connection]:
+    """A connection holding the lock that serialises schema changes and bootstrap.
+
+    PostgreSQL: a session advisory lock, so replicas starting together take turns.
+    SQLite: an ``flock`` on the database file (SQLite itself uses POSIX locks, which ``flock``
+    does not disturb), so several processes on one file take turns too.
+    """
+    if db.dialect == "postgresql":
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+            conn.commit()
+            try:
+                yield conn
+            finally:
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+                    conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+                    conn.commit()
+        return
+    path = sqlite_path(db.settings.database_url)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with db.engine.connect() as conn:
+            yield conn
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def upgrade(conn: Connection, revision: str = "head") -> None:
+    from alembic import command
+
+    _run_alembic(conn, lambda cfg: command.upgrade(cfg, revision))
+
+
+def downgrade(conn: Connection, revision: str) -> None:
+    from alembic import command
+
+    _run_alembic(conn, lambda cfg: command.downgrade(cfg, revision))
+
+
+def _run_alembic(conn: Connection, action: Callable[[Any], None]) -> None:
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        # Table rebuilds (batch mode) must not fire ON DELETE CASCADE; checked again below.
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        action(alembic_config(conn))
+        if conn.in_transaction():
+            conn.commit()
+        if sqlite:
+            problems = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+            if problems:
+                raise RuntimeError(f"migration left foreign key violations: {problems[:5]}")
+    finally:
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        if conn.in_transaction():
+            conn.commit()
+
+
+def current_revision(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def redacted(url: str) -> str:
+    """The database URL without its password, for messages."""
+    if database_dialect(url) == "sqlite":
+        return url
+    return make_url(sqlalchemy_url(url)).render_as_string(hide_password=True)

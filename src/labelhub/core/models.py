@@ -1,0 +1,173 @@
+"""The one storage core: every table both APIs use.
+
+Timestamps are integer Unix epoch milliseconds (UTC) on both dialects: HAR answers in epoch
+milliseconds, and integers sort and compare the same way on SQLite and PostgreSQL.
+Text that is sorted on the wire uses byte-wise order on both dialects (SQLite's BINARY collation,
+PostgreSQL's "C" collation): for UTF-8 that is code-point order, the order of Python's ``sorted``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import JSON
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def ordered_text(length: int | None = None) -> String:
+    """A string column that sorts byte-wise on both dialects."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# --- ActionHub ------------------------------------------------------------------------------
+
+
+class Program(Base):
+    __tablename__ = "programs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    program_id: Mapped[str] = mapped_column(ordered_text(64), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ProgramLabel(Base):
+    __tablename__ = "program_labels"
+
+    program_pk: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True
+    )
+    label: Mapped[str] = mapped_column(ordered_text(64), primary_key=True)
+    weight: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Asset(Base):
+    __tablename__ = "assets"
+
+    program_pk: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True
+    )
+    asset_id: Mapped[str] = mapped_column(ordered_text(64), primary_key=True)
+    asset_name: Mapped[str | None] = mapped_column(String(124))
+    # The asset's label names, as sent (a JSON array of strings).
+    labels: Mapped[list[str]] = mapped_column(JSON)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+# --- HAR ------------------------------------------------------------------------------------
+
+
+class Space(Base):
+    __tablename__ = "spaces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # "acct", "acct/org" or "acct/org/proj".
+    path: Mapped[str] = mapped_column(ordered_text(800), unique=True)
+    account: Mapped[str] = mapped_column(ordered_text(255), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Registry(Base):
+    __tablename__ = "registries"
+    __table_args__ = (UniqueConstraint("account", "identifier"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    account: Mapped[str] = mapped_column(ordered_text(255))
+    identifier: Mapped[str] = mapped_column(ordered_text(255))
+    package_type: Mapped[str] = mapped_column(String(16))
+    registry_type: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text)
+    labels: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    modified_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+    __table_args__ = (
+        # artifact_type is "" outside HUGGINGFACE registries, so the triple is a real key.
+        UniqueConstraint("registry_id", "name", "artifact_type"),
+        Index("ix_artifacts_registry_id_modified_at", "registry_id", "modified_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(ordered_text(1024))
+    artifact_type: Mapped[str] = mapped_column(String(16))
+    latest_version: Mapped[str | None] = mapped_column(String(255))
+    downloads_count: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    modified_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ArtifactLabel(Base):
+    """One row per (artifact, label): "which artifacts carry X" is an index lookup."""
+
+    __tablename__ = "artifact_labels"
+    __table_args__ = (
+        Index(
+            "ix_artifact_labels_registry_id_label_artifact_id",
+            "registry_id",
+            "label",
+            "artifact_id",
+        ),
+    )
+
+    artifact_id: Mapped[int] = mapped_column(
+        ForeignKey("artifacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    label: Mapped[str] = mapped_column(ordered_text(255), primary_key=True)
+    # Denormalised from the artifact so registry-wide label lookups need no join.
+    registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id", ondelete="CASCADE"))
+
+
+# --- Keys -----------------------------------------------------------------------------------
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255))
+    prefix: Mapped[str] = mapped_column(String(16))
+    # Hex SHA-256 of the secret; the secret itself is never stored.
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class KeyGrant(Base):
+    __tablename__ = "key_grants"
+
+    key_id: Mapped[int] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    # "admin", "program:<program-id>" or "space:<account>[/<org>[/<project>]]".
+    scope: Mapped[str] = mapped_column(String(1100), primary_key=True)
+    role: Mapped[str] = mapped_column(String(8))

@@ -1,0 +1,1 @@
+"""The Harness Artifact Registry metadata API, served under ``/har/api/v1``."""

@@ -1,0 +1,1 @@
+"""The one Alembic chain for both dialects (run through ``labelhub.core.db.upgrade``)."""
