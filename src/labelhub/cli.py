@@ -14,9 +14,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-import click
 import pydantic
 import typer
+from typer.exceptions import TyperException
 from sqlalchemy.exc import SQLAlchemyError
 
 from labelhub.actionhub import store as actionhub_store
@@ -258,13 +258,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             prog_name="labelhub",
             standalone_mode=False,
         )
-    except click.exceptions.NoArgsIsHelpError as error:
-        typer.echo(error.ctx.get_help() if error.ctx else str(error), err=True)
-        return 2
-    except click.UsageError as error:
+    except TyperException as error:  # Typer's (vendored Click's) parsing errors
+        if type(error).__name__ == "NoArgsIsHelpError":  # a bare group: show its help
+            echo_err(error.format_message())
+            return 2
+        code = getattr(error, "exit_code", 1)
         echo_err(f"labelhub: error: {error.format_message()}")
-        return 2
-    except click.Abort:
+        return int(code)
+    except typer.Abort:
         echo_err("labelhub: aborted")
         return 1
     except (UsageFailure, Invalid) as error:

@@ -381,13 +381,20 @@ class Database:
 # --- migrations -----------------------------------------------------------------------------
 
 
-def alembic_config(conn: Connection) -> Any:
+def alembic_config(conn: Connection | None = None) -> Any:
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", "labelhub:migrations")
     config.attributes["connection"] = conn
     return config
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    head: str | None = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return head
 
 
 @contextlib.contextmanager

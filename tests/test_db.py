@@ -1,0 +1,84 @@
+"""The write path: batched transactions that stay independent, committed before the answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import Connection, insert, select
+
+from labelhub.actionhub import store as actionhub_store
+from labelhub.core import db as dbmod
+from labelhub.core.config import Settings
+from labelhub.core.errors import Conflict, Invalid, Unavailable
+from labelhub.core.keys import now_ms
+from labelhub.core.models import Program
+
+
+def _insert_then_fail(conn: Connection, program_id: str) -> None:
+    conn.execute(insert(Program).values(program_id=program_id, name="x", created_at=now_ms()))
+    raise Invalid("refused after writing")
+
+
+def _insert_then_crash(conn: Connection, program_id: str) -> None:
+    conn.execute(insert(Program).values(program_id=program_id, name="x", created_at=now_ms()))
+    raise ZeroDivisionError("a bug")
+
+
+def _program_ids(url: str) -> set[str]:
+    fresh = dbmod.Database(Settings(database_url=url))
+    try:
+        with fresh.transaction() as conn:
+            return set(conn.execute(select(Program.program_id)).scalars())
+    finally:
+        fresh.close()
+
+
+async def test_concurrent_writes_are_batched_yet_independent(
+    database: dbmod.Database, db_url: str
+) -> None:
+    await database.write(actionhub_store.create_program, "dup")
+
+    async def one(i: int) -> str:
+        if i % 5 == 1:
+            await database.write(_insert_then_fail, f"bad-{i}")
+        elif i % 5 == 2:
+            await database.write(_insert_then_crash, f"crash-{i}")
+        elif i % 5 == 3:
+            await database.write(actionhub_store.create_program, "dup")
+        else:
+            await database.write(actionhub_store.create_program, f"p-{i}")
+        return "ok"
+
+    results = await asyncio.gather(*(one(i) for i in range(300)), return_exceptions=True)
+    kinds: dict[str, int] = {}
+    for result in results:
+        name = result if isinstance(result, str) else type(result).__name__
+        kinds[name] = kinds.get(name, 0) + 1
+    assert kinds == {"ok": 120, "Invalid": 60, "ZeroDivisionError": 60, "Conflict": 60}
+
+    # Visible to a fresh connection the moment write() returned: committed before answering.
+    expected = {f"p-{i}" for i in range(300) if i % 5 in (0, 4)} | {"dup"}
+    assert _program_ids(db_url) == expected
+    assert database.writer.jobs >= 300 and database.writer.batches < database.writer.jobs
+
+
+async def test_a_lone_failing_write_leaves_nothing(database: dbmod.Database, db_url: str) -> None:
+    with pytest.raises(Invalid):
+        await database.write(_insert_then_fail, "lonely")
+    assert _program_ids(db_url) == set()
+    await database.write(actionhub_store.create_program, "after")
+    with pytest.raises(Conflict):
+        await database.write(actionhub_store.create_program, "after")
+    assert _program_ids(db_url) == {"after"}
+
+
+async def test_unreachable_postgresql_is_unavailable_not_a_crash() -> None:
+    db = dbmod.Database(Settings(database_url="postgresql://postgres@127.0.0.1:1/none", db_timeout=1))
+    try:
+        with pytest.raises(Unavailable):
+            await db.write(actionhub_store.create_program, "x")
+        with pytest.raises(Unavailable):
+            await db.read(actionhub_store.list_programs)
+    finally:
+        db.close()
