@@ -40,7 +40,9 @@ class Server:
     def __init__(self, cwd: Path, env: dict[str, str], *args: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._err = tempfile.NamedTemporaryFile(prefix="labelhub-serve-", suffix=".log", delete=False)  # noqa: SIM115
+        self._err = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
+            prefix="labelhub-serve-", suffix=".log", delete=False
+        )
         self.proc = subprocess.Popen(
             [labelhub_executable(), "serve", "--port", str(self.port), *args],
             cwd=cwd,

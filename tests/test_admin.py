@@ -15,7 +15,9 @@ def h(key: str) -> dict[str, str]:
 
 
 async def test_programs_create_list_delete(client: httpx.AsyncClient, admin_key: str) -> None:
-    r = await client.post("/admin/programs", json={"program_id": "shop", "name": "Shop"}, headers=h(admin_key))
+    r = await client.post(
+        "/admin/programs", json={"program_id": "shop", "name": "Shop"}, headers=h(admin_key)
+    )
     assert r.status_code == 201
     body = r.json()
     assert set(body) == {"program_id", "name", "created_at"}
@@ -37,7 +39,9 @@ async def test_programs_create_list_delete(client: httpx.AsyncClient, admin_key:
 
 
 async def test_program_conflict_and_not_found(client: httpx.AsyncClient, admin_key: str) -> None:
-    assert (await client.post("/admin/programs", json={"program_id": "shop"}, headers=h(admin_key))).status_code == 201
+    assert (
+        await client.post("/admin/programs", json={"program_id": "shop"}, headers=h(admin_key))
+    ).status_code == 201
     r = await client.post("/admin/programs", json={"program_id": "shop"}, headers=h(admin_key))
     assert r.status_code == 409
     assert r.json() == {"detail": "Program 'shop' already exists"}
@@ -107,7 +111,15 @@ async def test_keys_create_list_revoke(client: httpx.AsyncClient, admin_key: str
     assert r.status_code == 200
     listed = {k["id"]: k for k in r.json()}
     mine = listed[new["id"]]
-    assert set(mine) == {"id", "name", "prefix", "grants", "created_at", "last_used_at", "revoked_at"}
+    assert set(mine) == {
+        "id",
+        "name",
+        "prefix",
+        "grants",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    }
     assert "secret" not in mine and new["secret"] not in r.text
     assert mine["revoked_at"] is None and mine["last_used_at"] is None
 
@@ -132,7 +144,9 @@ async def test_key_grant_validation(client: httpx.AsyncClient, admin_key: str) -
         {"scope": "registry:x", "role": "view"},
     ]
     for grant in bad_grants:
-        r = await client.post("/admin/keys", json={"name": "k", "grants": [grant]}, headers=h(admin_key))
+        r = await client.post(
+            "/admin/keys", json={"name": "k", "grants": [grant]}, headers=h(admin_key)
+        )
         assert r.status_code == 422, grant
         err = r.json()["detail"][0]
         assert err["loc"][:3] == ["body", "grants", 0] and err["type"] == "value_error"
@@ -142,7 +156,9 @@ async def test_key_grant_validation(client: httpx.AsyncClient, admin_key: str) -
     assert len(r.json()) == 1  # only the admin key; nothing was written
 
 
-async def test_last_used_at_is_recorded(client: httpx.AsyncClient, admin_key: str, database) -> None:  # type: ignore[no-untyped-def]
+async def test_last_used_at_is_recorded(
+    client: httpx.AsyncClient, admin_key: str, database
+) -> None:  # type: ignore[no-untyped-def]
     await client.get("/admin/programs", headers=h(admin_key))
     # The refresh is a background write; a second request's write queues behind it.
     await client.post("/admin/programs", json={"program_id": "p"}, headers=h(admin_key))

@@ -54,7 +54,9 @@ def test_programs(cli) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_keys(cli) -> None:  # type: ignore[no-untyped-def]
-    code, out, err = cli("keys", "create", "ci", "--grant", "program:shop=write", "--grant", "space:acct=view")
+    code, out, err = cli(
+        "keys", "create", "ci", "--grant", "program:shop=write", "--grant", "space:acct=view"
+    )
     assert code == 0
     secret = out.strip()
     assert keys.looks_like_key(secret)
@@ -96,7 +98,7 @@ def test_keys(cli) -> None:  # type: ignore[no-untyped-def]
     ],
 )
 def test_usage_errors_exit_2_with_one_line(cli, args: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
-    code, out, err = cli(*args)
+    code, _, err = cli(*args)
     assert code == 2
     assert one_line(err).startswith("labelhub: error: ")
 
@@ -108,9 +110,15 @@ def test_help_on_every_command(cli) -> None:  # type: ignore[no-untyped-def]
         ("programs",),
         ("keys",),
     ):
-        code, out, err = cli(*args, "--help")
+        code, out, _ = cli(*args, "--help")
         assert code == 0 and "Usage:" in out
-    for args in (("serve",), ("db", "upgrade"), ("programs", "create"), ("keys", "create"), ("keys", "revoke")):
+    for args in (
+        ("serve",),
+        ("db", "upgrade"),
+        ("programs", "create"),
+        ("keys", "create"),
+        ("keys", "revoke"),
+    ):
         code, out, _ = cli(*args, "--help")
         assert code == 0 and "Usage: labelhub" in out
 
@@ -120,7 +128,9 @@ def test_db_upgrade(cli) -> None:  # type: ignore[no-untyped-def]
     assert code == 0 and one_line(err).endswith(f"at revision {dbmod.head_revision()}")
 
 
-def test_bad_configuration_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_configuration_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("LABELHUB_DATABASE_URL", "redis://localhost")
     assert main(["programs", "list"]) == 2
     assert one_line(capsys.readouterr().err).startswith("labelhub: error: LABELHUB_DATABASE_URL")
@@ -133,7 +143,9 @@ def test_bad_configuration_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytes
     assert one_line(capsys.readouterr().err).startswith("labelhub: error: LABELHUB_DB_TIMEOUT")
 
 
-def test_unreachable_database_exit_1(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_database_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("LABELHUB_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/nothing")
     monkeypatch.setenv("LABELHUB_DB_TIMEOUT", "1")
     assert main(["programs", "list"]) == 1
@@ -144,9 +156,13 @@ def test_unreachable_database_exit_1(monkeypatch: pytest.MonkeyPatch, capsys: py
 def test_console_script_exit_codes(tmp_path) -> None:  # type: ignore[no-untyped-def]
     env = clean_env(LABELHUB_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}")
     exe = labelhub_executable()
-    ok = subprocess.run([exe, "programs", "create", "shop"], env=env, capture_output=True, text=True)
+    ok = subprocess.run(
+        [exe, "programs", "create", "shop"], env=env, capture_output=True, text=True
+    )
     assert ok.returncode == 0 and ok.stdout == "shop\tshop\n"
-    dup = subprocess.run([exe, "programs", "create", "shop"], env=env, capture_output=True, text=True)
+    dup = subprocess.run(
+        [exe, "programs", "create", "shop"], env=env, capture_output=True, text=True
+    )
     assert dup.returncode == 1 and dup.stderr == "labelhub: error: Program 'shop' already exists\n"
     bad = subprocess.run([exe, "keys", "revoke"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1

@@ -74,7 +74,9 @@ async def test_a_lone_failing_write_leaves_nothing(database: dbmod.Database, db_
 
 
 async def test_unreachable_postgresql_is_unavailable_not_a_crash() -> None:
-    db = dbmod.Database(Settings(database_url="postgresql://postgres@127.0.0.1:1/none", db_timeout=1))
+    db = dbmod.Database(
+        Settings(database_url="postgresql://postgres@127.0.0.1:1/none", db_timeout=1)
+    )
     try:
         with pytest.raises(Unavailable):
             await db.write(actionhub_store.create_program, "x")

@@ -43,12 +43,19 @@ async def test_revocation_is_seen_by_another_replica_on_the_next_request(
     replica_b = create_app(settings, other_db)
     try:
         async with (
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=replica_a), base_url="http://a") as a,
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=replica_b), base_url="http://b") as b,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=replica_a), base_url="http://a"
+            ) as a,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=replica_b), base_url="http://b"
+            ) as b,
         ):
-            assert (await b.get("/admin/programs", headers={"x-api-key": victim})).status_code == 200
+            assert (
+                await b.get("/admin/programs", headers={"x-api-key": victim})
+            ).status_code == 200
             victim_id = next(
-                k["id"] for k in (await a.get("/admin/keys", headers={"x-api-key": admin_key})).json()
+                k["id"]
+                for k in (await a.get("/admin/keys", headers={"x-api-key": admin_key})).json()
                 if k["name"] == "victim"
             )
             r = await a.delete(f"/admin/keys/{victim_id}", headers={"x-api-key": admin_key})
@@ -104,7 +111,13 @@ def test_authenticate_refuses_unknown_revoked_and_malformed(
 ) -> None:
     secret = make_key("program:p=read")
     assert database.run_read(keys.authenticate, secret) is not None
-    for bad in (None, "", "lh_short", secret + "x", secret[:-1] + ("A" if secret[-1] != "A" else "B")):
+    for bad in (
+        None,
+        "",
+        "lh_short",
+        secret + "x",
+        secret[:-1] + ("A" if secret[-1] != "A" else "B"),
+    ):
         assert database.run_read(keys.authenticate, bad) is None
     key_id = principal(database, secret).key_id
     database.run_write(keys.revoke_key, key_id)
@@ -120,6 +133,8 @@ def test_minted_secrets_have_the_key_format() -> None:
     assert all(keys.looks_like_key(s) for s in seen)
 
 
-@pytest.mark.parametrize("scope,role", [("admin", "admin"), ("program:x", "read"), ("space:a/b/c", "edit")])
+@pytest.mark.parametrize(
+    "scope,role", [("admin", "admin"), ("program:x", "read"), ("space:a/b/c", "edit")]
+)
 def test_parse_grant_accepts_well_formed(scope: str, role: str) -> None:
     assert keys.parse_grant(scope, role) == keys.Grant(scope, role)

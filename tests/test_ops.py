@@ -23,7 +23,9 @@ class Probe(BaseModel):
 
 
 @pytest.fixture
-async def probe_client(settings: Settings, database: dbmod.Database) -> AsyncIterator[httpx.AsyncClient]:
+async def probe_client(
+    settings: Settings, database: dbmod.Database
+) -> AsyncIterator[httpx.AsyncClient]:
     """The real app plus two probe routes under each prefix: one that fails, one with a body."""
     app = create_app(settings, database)
 
@@ -48,9 +50,7 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
     assert r.status_code == 200 and r.json() == {"status": "ready"}
 
 
-async def test_readyz_503_while_database_unreachable_then_200(
-    dialect: str, db_url: str
-) -> None:
+async def test_readyz_503_while_database_unreachable_then_200(dialect: str, db_url: str) -> None:
     """Without restarting labelhub: unreachable -> 503, back -> 200."""
     if dialect == "sqlite":
         settings = Settings(database_url=db_url, db_timeout=0.3)
@@ -60,7 +60,7 @@ async def test_readyz_503_while_database_unreachable_then_200(
     else:
         proxy = TcpProxy("127.0.0.1", 5432)
         proxy.start()
-        base, name = db_url.rsplit("/", 1)
+        name = db_url.rsplit("/", 1)[1]
         settings = Settings(
             database_url=f"postgresql://postgres@127.0.0.1:{proxy.port}/{name}", db_timeout=1
         )
@@ -68,7 +68,9 @@ async def test_readyz_503_while_database_unreachable_then_200(
     db = dbmod.Database(settings)
     app = create_app(settings, db)
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as c:
             assert (await c.get("/readyz")).status_code == 200
             outage_start()
             for _ in range(2):
@@ -126,7 +128,10 @@ async def test_body_at_the_limit_is_parsed(client: httpx.AsyncClient, admin_key:
 async def test_error_shapes_by_prefix(probe_client: httpx.AsyncClient) -> None:
     c = probe_client
     r = await c.get("/har/api/v1/no/such/route")
-    assert r.status_code == 404 and r.json() == {"code": "404", "message": "Not Found: no such route"}
+    assert r.status_code == 404 and r.json() == {
+        "code": "404",
+        "message": "Not Found: no such route",
+    }
     r = await c.get("/har/other")
     assert r.status_code == 404 and r.json()["code"] == "404"
     r = await c.get("/no/such/route")
@@ -146,9 +151,13 @@ async def test_error_shapes_by_prefix(probe_client: httpx.AsyncClient) -> None:
 
 async def test_validation_and_bad_json_shapes(probe_client: httpx.AsyncClient) -> None:
     c = probe_client
-    r = await c.post("/probe/echo", content=b'{"name": ', headers={"content-type": "application/json"})
+    r = await c.post(
+        "/probe/echo", content=b'{"name": ', headers={"content-type": "application/json"}
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
-    r = await c.post("/har/api/v1/probe/echo", content=b'{"name": ', headers={"content-type": "application/json"})
+    r = await c.post(
+        "/har/api/v1/probe/echo", content=b'{"name": ', headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400
     body = r.json()
     assert body["code"] == "400" and isinstance(body["message"], str)
@@ -159,7 +168,11 @@ async def test_validation_and_bad_json_shapes(probe_client: httpx.AsyncClient) -
 
     # NaN and Infinity are valid to Python's JSON parser; the 422 must still be JSON.
     for raw, spelled in ((b"NaN", "NaN"), (b"Infinity", "Infinity"), (b"-Infinity", "-Infinity")):
-        r = await c.post("/probe/echo", content=b'{"name": ' + raw + b"}", headers={"content-type": "application/json"})
+        r = await c.post(
+            "/probe/echo",
+            content=b'{"name": ' + raw + b"}",
+            headers={"content-type": "application/json"},
+        )
         assert r.status_code == 422
         assert r.json()["detail"][0]["input"] == spelled
 
@@ -168,20 +181,28 @@ async def test_validation_and_bad_json_shapes(probe_client: httpx.AsyncClient) -
     assert r.status_code == 200 and r.json() == {"name": "x"}
 
 
-async def test_metrics_by_route_template_and_status(client: httpx.AsyncClient, admin_key: str) -> None:
+async def test_metrics_by_route_template_and_status(
+    client: httpx.AsyncClient, admin_key: str
+) -> None:
     await client.get("/admin/programs", headers={"x-api-key": admin_key})
     await client.delete("/admin/programs/some-id", headers={"x-api-key": admin_key})
     await client.get("/nowhere")
     r = await client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text
-    assert 'labelhub_http_requests_total{method="GET",route="/admin/programs",status="200"} 1.0' in text
+    assert (
+        'labelhub_http_requests_total{method="GET",route="/admin/programs",status="200"} 1.0'
+        in text
+    )
     assert (
         'labelhub_http_requests_total{method="DELETE",route="/admin/programs/{program_id}",status="404"} 1.0'
         in text
     )
     assert 'labelhub_http_requests_total{method="GET",route="<unmatched>",status="404"} 1.0' in text
-    assert 'labelhub_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/admin/programs",status="200"}' in text
+    assert (
+        'labelhub_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/admin/programs",status="200"}'
+        in text
+    )
     assert 'labelhub_db_pool_connections{state="checkedout"}' in text
     assert "labelhub_db_writer_queue" in text
 
@@ -195,7 +216,9 @@ async def test_one_log_line_per_request_without_secrets(
         await client.get("/healthz")
     lines = [r.getMessage() for r in caplog.records if r.name == "labelhub.access"]
     assert len(lines) == 3
-    assert lines[0].startswith("GET /admin/programs 200 ") and lines[0].endswith(f"key={admin_key[:11]}")
+    assert lines[0].startswith("GET /admin/programs 200 ") and lines[0].endswith(
+        f"key={admin_key[:11]}"
+    )
     assert lines[1].startswith("GET /admin/keys 401 ") and lines[1].endswith("key=invalid")
     assert lines[2].startswith("GET /healthz 200 ") and lines[2].endswith("key=-")
     assert all(admin_key not in line and admin_key[11:20] not in line for line in lines)

@@ -16,7 +16,9 @@ from tests.live import Server, clean_env
 
 pytestmark = pytest.mark.live
 
-KEY_LINE = re.compile(r"labelhub: created the bootstrap admin key \(shown only this once\): (lh_[A-Za-z0-9_-]{43})")
+KEY_LINE = re.compile(
+    r"labelhub: created the bootstrap admin key \(shown only this once\): (lh_[A-Za-z0-9_-]{43})"
+)
 
 
 def test_zero_configuration_start_prints_key_once(tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 import pydantic
 import typer
-from typer.exceptions import TyperException
 from sqlalchemy.exc import SQLAlchemyError
+from typer.exceptions import TyperException
 
 from labelhub.actionhub import store as actionhub_store
 from labelhub.core import db as dbmod
