@@ -8,7 +8,7 @@ from sqlalchemy import inspect
 
 from labelhub.core import db as dbmod
 from labelhub.core.config import Settings
-from labelhub.core.models import Base
+from labelhub.core.models import SEARCH_OBJECTS, Base, is_search_object
 from tests.conftest import DatabaseFactory
 
 
@@ -19,7 +19,26 @@ def head_revision() -> str:
 
 
 def _tables(db: dbmod.Database) -> set[str]:
-    return set(inspect(db.engine).get_table_names()) - {"alembic_version"}
+    names = set(inspect(db.engine).get_table_names()) - {"alembic_version"}
+    return {n for n in names if not is_search_object(n)}
+
+
+def _search_objects(db: dbmod.Database) -> set[str]:
+    """The dialect's search structures that exist: FTS5 tables or pg_trgm indexes."""
+    with db.engine.connect() as conn:
+        if db.dialect == "sqlite":
+            rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
+        else:
+            rows = conn.exec_driver_sql(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'"
+            )
+        return {name for (name,) in rows if name in SEARCH_OBJECTS}
+
+
+EXPECTED_SEARCH = {
+    "sqlite": {"program_labels_fts", "assets_fts"},
+    "postgresql": {"ix_program_labels_trgm", "ix_assets_trgm"},
+}
 
 
 def test_up_down_up_and_no_drift(databases: DatabaseFactory) -> None:
@@ -30,18 +49,27 @@ def test_up_down_up_and_no_drift(databases: DatabaseFactory) -> None:
             dbmod.upgrade(conn)
             assert dbmod.current_revision(conn) == head_revision()
         assert _tables(db) == expected
+        assert _search_objects(db) == EXPECTED_SEARCH[db.dialect]
 
         with dbmod.migration_lock(db) as conn:
             dbmod.downgrade(conn, "base")
             assert dbmod.current_revision(conn) is None
         assert _tables(db) == set()
+        assert _search_objects(db) == set()
 
         with dbmod.migration_lock(db) as conn:
             dbmod.upgrade(conn)
         assert _tables(db) == expected
+        assert _search_objects(db) == EXPECTED_SEARCH[db.dialect]
 
         with db.engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "compare_type": True,
+                    "include_name": lambda name, type_, parent: not is_search_object(name),
+                },
+            )
             diff = compare_metadata(context, Base.metadata)
         assert diff == [], f"models and migrations differ: {diff}"
     finally:

@@ -1,5 +1,106 @@
-"""ActionHub routes (labels, assets, events, recommendations) at the server root."""
+"""ActionHub routes at the server root: labels and assets (events and actions come later)."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter(tags=["ActionHub"])
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from labelhub.actionhub import schemas, store
+from labelhub.actionhub.deps import ProgramRead, ProgramWrite
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": schemas.Detail, "description": "Unsupported api-version"},
+    403: {"model": schemas.Detail, "description": "Missing, unknown or revoked key, or no grant"},
+    404: {"model": schemas.Detail, "description": "Program not found"},
+    413: {"model": schemas.Detail, "description": "Request body over 5 MiB"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": schemas.Detail, "description": "Program, label or asset not found"}
+}
+
+router = APIRouter(tags=["ActionHub"], responses=ERRORS)
+
+Search = Annotated[
+    str | None,
+    Query(description="Case-insensitive substring (Unicode case folding); % and _ are literal."),
+]
+Page = Annotated[int, Query(ge=1, description="1-based page number")]
+Size = Annotated[int, Query(ge=1, le=100, description="Items per page")]
+LabelPath = Annotated[str, Path(min_length=1, max_length=64, description="Percent-encoded label")]
+AssetIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Percent-encoded id")]
+
+
+def _counted(upserted: store.Upserted, noun: str) -> str:
+    def n(count: int) -> str:
+        return f"{count} {noun}{'' if count == 1 else 's'}"
+
+    return f"{n(upserted.created)} created, {n(upserted.updated)} updated"
+
+
+@router.put("/labels", summary="Upsert the program's labels")
+async def put_labels(body: schemas.LabelList, access: ProgramWrite) -> schemas.SuccessMessage:
+    """Adds labels the program lacks and re-weights those it has; labels not named stay as
+    they are. Items apply in order (a repeated label's last weight wins), in one transaction."""
+    upserted = await access.write(
+        store.upsert_labels, [(item.label, item.weight) for item in body.labels]
+    )
+    return schemas.SuccessMessage(result=_counted(upserted, "label"))
+
+
+@router.get("/labels", summary="List the program's labels")
+async def get_labels(
+    access: ProgramRead, search: Search = None, page: Page = 1, size: Size = 50
+) -> schemas.LabelPage:
+    items, total = await access.read(store.list_labels, search, page, size)
+    return schemas.LabelPage(
+        items=[schemas.Label(label=label, weight=weight) for label, weight in items],
+        total=total,
+        page=page,
+        size=size,
+    )
+
+
+@router.delete("/labels/{label:path}", summary="Remove one label", responses=NOT_FOUND)
+async def delete_label(label: LabelPath, access: ProgramWrite) -> schemas.SuccessMessage:
+    await access.write(store.delete_label, label)
+    return schemas.SuccessMessage(result=f"Label {label!r} deleted")
+
+
+@router.post("/assets", summary="Upsert assets")
+async def post_assets(body: schemas.AssetList, access: ProgramWrite) -> schemas.SuccessMessage:
+    """Creates unknown assets; on known ones the fields sent replace the stored ones and fields
+    left out keep their value. Items apply in order, in one transaction."""
+    patches = [
+        store.AssetPatch(
+            item.asset_id,
+            (item.asset_name,) if "asset_name" in item.model_fields_set else None,
+            tuple(dict.fromkeys(item.labels)) if "labels" in item.model_fields_set else None,
+        )
+        for item in body.assets
+    ]
+    upserted = await access.write(store.upsert_assets, patches)
+    return schemas.SuccessMessage(result=_counted(upserted, "asset"))
+
+
+def _asset_out(row: store.AssetRow) -> schemas.AssetOut:
+    return schemas.AssetOut(asset_id=row.asset_id, asset_name=row.asset_name, labels=row.labels)
+
+
+@router.get("/assets", summary="List the program's assets")
+async def get_assets(
+    access: ProgramRead, search: Search = None, page: Page = 1, size: Size = 50
+) -> schemas.AssetPage:
+    rows, total = await access.read(store.list_assets, search, page, size)
+    return schemas.AssetPage(items=[_asset_out(r) for r in rows], total=total, page=page, size=size)
+
+
+@router.get("/assets/{asset_id:path}", summary="Read one asset", responses=NOT_FOUND)
+async def get_asset(asset_id: AssetIdPath, access: ProgramRead) -> schemas.AssetOut:
+    return _asset_out(await access.read(store.get_asset, asset_id))
+
+
+@router.delete("/assets/{asset_id:path}", summary="Remove one asset", responses=NOT_FOUND)
+async def delete_asset(asset_id: AssetIdPath, access: ProgramWrite) -> schemas.SuccessMessage:
+    await access.write(store.delete_asset, asset_id)
+    return schemas.SuccessMessage(result=f"Asset {asset_id!r} deleted")

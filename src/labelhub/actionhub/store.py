@@ -1,15 +1,35 @@
-"""ActionHub SQL: programs (administered through /admin and the CLI) and what they own."""
+"""ActionHub SQL: programs, their labels and their assets.
+
+Writes are set-based: a ``PUT /labels`` of 10,000 labels is one ``INSERT ... ON CONFLICT DO
+UPDATE`` fed by one parameter (a JSON array read with ``json_each`` on SQLite, arrays read with
+``unnest`` on PostgreSQL), not a statement per label.
+
+Search is a substring of the case-folded text (``str.casefold()``, computed here in Python so both
+dialects compare the same strings), answered by trigram indexes: FTS5 ``trigram`` on SQLite
+(``GLOB``), ``pg_trgm`` GIN on PostgreSQL (``LIKE``). Order is byte-wise on both dialects.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from labelhub.core.errors import Conflict, NotFound
 from labelhub.core.keys import now_ms
-from labelhub.core.models import Program
+from labelhub.core.models import Asset, Program, ProgramLabel
+from labelhub.core.pagination import offset_of
+
+# Joins the folded fields of an asset's search text; no stored name may contain it.
+FIELD_SEPARATOR = "\x1f"
+
+
+# --- programs -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -50,3 +70,360 @@ def delete_program(conn: Connection, program_id: str) -> None:
     deleted = conn.execute(delete(Program).where(Program.program_id == program_id))
     if deleted.rowcount == 0:
         raise NotFound("Program not found")
+
+
+def program_pk(conn: Connection, program_id: str) -> int | None:
+    found: int | None = conn.execute(
+        select(Program.id).where(Program.program_id == program_id)
+    ).scalar()
+    return found
+
+
+def _add_to_counts(conn: Connection, pk: int, *, labels: int = 0, assets: int = 0) -> None:
+    if labels or assets:
+        conn.execute(
+            update(Program)
+            .where(Program.id == pk)
+            .values(
+                label_count=Program.label_count + labels, asset_count=Program.asset_count + assets
+            )
+        )
+
+
+def _counts(conn: Connection, pk: int) -> tuple[int, int]:
+    row = conn.execute(
+        select(Program.label_count, Program.asset_count).where(Program.id == pk)
+    ).one()
+    return int(row.label_count), int(row.asset_count)
+
+
+# --- search patterns ------------------------------------------------------------------------
+
+
+def _glob_contains(folded: str) -> str:
+    """An FTS5 GLOB pattern matching ``folded`` anywhere (``*``, ``?``, ``[`` taken literally)."""
+    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in folded)
+    return f"*{escaped}*"
+
+
+def _like_contains(folded: str) -> str:
+    """A LIKE pattern (ESCAPE '\\') matching ``folded`` anywhere (``%``, ``_`` taken literally)."""
+    escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _searchable(search: str | None) -> str | None:
+    """The folded search text, "" for a search nothing can match, None for no search."""
+    if not search:
+        return None
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or 0xD800 <= ord(c) <= 0xDFFF for c in search):
+        return ""  # stored names hold no control characters: nothing matches
+    return search.casefold()
+
+
+def _search_filter(
+    conn: Connection, table: str, column: str, folded: str
+) -> tuple[str, dict[str, Any]]:
+    """A WHERE fragment (alias ``t``) selecting rows whose ``column`` contains ``folded``."""
+    if conn.dialect.name == "sqlite":
+        return (
+            f"t.rowid IN (SELECT rowid FROM {table}_fts WHERE {column} GLOB :pattern)",
+            {"pattern": _glob_contains(folded)},
+        )
+    return f"t.{column} LIKE :pattern ESCAPE '\\'", {"pattern": _like_contains(folded)}
+
+
+def _page(
+    conn: Connection,
+    table: str,
+    key: str,
+    columns: str,
+    pk: int,
+    total_without_search: int,
+    folded: str | None,
+    page: int,
+    size: int,
+    search_column: str,
+) -> tuple[Sequence[Any], int]:
+    """One page of ``table`` rows of a program, ordered by ``key``, and the number of matches.
+
+    Without a search the page is found by walking the primary key index to the page's first key
+    (an index-only skip), then reading ``size`` rows; the total is the program's kept count.
+    """
+    offset = offset_of(page, size)
+    params: dict[str, Any] = {"pk": pk, "size": size, "offset": offset}
+    if folded is None:
+        total = total_without_search
+        if offset >= total:
+            return [], total
+        rows = conn.execute(
+            text(
+                f"SELECT {columns} FROM {table} t WHERE t.program_pk = :pk AND t.{key} >= "
+                f"(SELECT {key} FROM {table} WHERE program_pk = :pk ORDER BY {key} "
+                f"LIMIT 1 OFFSET :offset) ORDER BY t.{key} LIMIT :size"
+            ),
+            params,
+        ).all()
+        return rows, total
+    if folded == "":
+        return [], 0
+    where, extra = _search_filter(conn, table, search_column, folded)
+    params.update(extra)
+    total = conn.execute(
+        text(f"SELECT count(*) FROM {table} t WHERE t.program_pk = :pk AND {where}"), params
+    ).scalar_one()
+    if offset >= total:
+        return [], total
+    rows = conn.execute(
+        text(
+            f"SELECT {columns} FROM {table} t WHERE t.program_pk = :pk AND {where} "
+            f"ORDER BY t.{key} LIMIT :size OFFSET :offset"
+        ),
+        params,
+    ).all()
+    return rows, total
+
+
+# --- labels ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upserted:
+    created: int
+    updated: int
+
+
+def upsert_labels(conn: Connection, pk: int, items: Iterable[tuple[str, float]]) -> Upserted:
+    """Add or re-weight labels; items apply in order, so a repeated label's last weight wins."""
+    latest = dict(items)
+    if not latest:
+        return Upserted(0, 0)
+    now = now_ms()
+    if conn.dialect.name == "postgresql":
+        created = conn.execute(
+            text(
+                "WITH up AS (INSERT INTO program_labels "
+                "(program_pk, label, label_folded, weight, updated_at) "
+                "SELECT :pk, l, f, w, :now FROM unnest(CAST(:labels AS text[]), "
+                "CAST(:folded AS text[]), CAST(:weights AS float8[])) AS i(l, f, w) "
+                "ON CONFLICT (program_pk, label) DO UPDATE "
+                "SET weight = excluded.weight, updated_at = excluded.updated_at "
+                "RETURNING (xmax = 0) AS inserted) "
+                "SELECT count(*) FILTER (WHERE inserted) FROM up"
+            ),
+            {
+                "pk": pk,
+                "now": now,
+                "labels": list(latest),
+                "folded": [label.casefold() for label in latest],
+                "weights": list(latest.values()),
+            },
+        ).scalar_one()
+    else:
+        names = json.dumps(list(latest), ensure_ascii=False)
+        existing = conn.execute(
+            text(
+                "SELECT count(*) FROM program_labels WHERE program_pk = :pk "
+                "AND label IN (SELECT value FROM json_each(:names))"
+            ),
+            {"pk": pk, "names": names},
+        ).scalar_one()
+        created = len(latest) - existing
+        rows = json.dumps(
+            [[label, label.casefold(), weight] for label, weight in latest.items()],
+            ensure_ascii=False,
+        )
+        conn.execute(
+            text(
+                "INSERT INTO program_labels (program_pk, label, label_folded, weight, updated_at) "
+                "SELECT :pk, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+                "json_extract(value, '$[2]'), :now FROM json_each(:rows) WHERE true "
+                "ON CONFLICT (program_pk, label) DO UPDATE "
+                "SET weight = excluded.weight, updated_at = excluded.updated_at"
+            ),
+            {"pk": pk, "now": now, "rows": rows},
+        )
+    _add_to_counts(conn, pk, labels=created)
+    return Upserted(created, len(latest) - created)
+
+
+def list_labels(
+    conn: Connection, pk: int, search: str | None, page: int, size: int
+) -> tuple[list[tuple[str, float]], int]:
+    label_count, _ = _counts(conn, pk)
+    rows, total = _page(
+        conn,
+        "program_labels",
+        "label",
+        "t.label, t.weight",
+        pk,
+        label_count,
+        _searchable(search),
+        page,
+        size,
+        "label_folded",
+    )
+    return [(r.label, r.weight) for r in rows], total
+
+
+def delete_label(conn: Connection, pk: int, label: str) -> None:
+    deleted = conn.execute(
+        delete(ProgramLabel).where(ProgramLabel.program_pk == pk, ProgramLabel.label == label)
+    )
+    if deleted.rowcount == 0:
+        raise NotFound("Label not found")
+    _add_to_counts(conn, pk, labels=-1)
+
+
+# --- assets ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AssetPatch:
+    """An asset item as sent: ``None`` for a field that was left out."""
+
+    asset_id: str
+    asset_name: tuple[str | None] | None = None  # (value,) when sent, so null can be told apart
+    labels: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class AssetRow:
+    asset_id: str
+    asset_name: str | None
+    labels: list[str]
+
+
+def asset_search_text(asset_id: str, asset_name: str | None, labels: Sequence[str]) -> str:
+    return FIELD_SEPARATOR.join(
+        [
+            asset_id.casefold(),
+            (asset_name or "").casefold(),
+            *(label.casefold() for label in labels),
+        ]
+    )
+
+
+def _merge(patches: Iterable[AssetPatch]) -> dict[str, AssetPatch]:
+    """Fold items with the same asset_id, in order: later fields win, absent fields carry over."""
+    merged: dict[str, AssetPatch] = {}
+    for patch in patches:
+        before = merged.get(patch.asset_id)
+        if before is None:
+            merged[patch.asset_id] = patch
+            continue
+        merged[patch.asset_id] = AssetPatch(
+            patch.asset_id,
+            patch.asset_name if patch.asset_name is not None else before.asset_name,
+            patch.labels if patch.labels is not None else before.labels,
+        )
+    return merged
+
+
+def _apply(patch: AssetPatch, base: AssetRow | None) -> AssetRow:
+    name = (
+        patch.asset_name[0] if patch.asset_name is not None else (base.asset_name if base else None)
+    )
+    labels = list(patch.labels) if patch.labels is not None else (base.labels if base else [])
+    return AssetRow(patch.asset_id, name, labels)
+
+
+def _asset_values(pk: int, row: AssetRow, now: int) -> dict[str, Any]:
+    return {
+        "program_pk": pk,
+        "asset_id": row.asset_id,
+        "asset_name": row.asset_name,
+        "labels": row.labels,
+        "search_text": asset_search_text(row.asset_id, row.asset_name, row.labels),
+        "updated_at": now,
+    }
+
+
+def _dialect_insert(conn: Connection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def upsert_assets(conn: Connection, pk: int, patches: Sequence[AssetPatch]) -> Upserted:
+    """Create unknown assets and patch known ones, in three set-based statements.
+
+    1. Insert every asset as if new (``ON CONFLICT DO NOTHING``): what comes back was created.
+       On PostgreSQL this waits for a concurrent insert of the same asset to commit first.
+    2. Read the others, locked (``FOR UPDATE`` on PostgreSQL; SQLite has one writer at a time).
+    3. Write them back with the sent fields applied over what was stored.
+    """
+    merged = _merge(patches)
+    now = now_ms()
+    dialect_insert = _dialect_insert(conn)
+    fresh = [_asset_values(pk, _apply(p, None), now) for p in merged.values()]
+    created = set(
+        conn.execute(
+            dialect_insert(Asset).values(fresh).on_conflict_do_nothing().returning(Asset.asset_id)
+        ).scalars()
+    )
+    known = [asset_id for asset_id in merged if asset_id not in created]
+    if known:
+        query = select(Asset.asset_id, Asset.asset_name, Asset.labels).where(
+            Asset.program_pk == pk, Asset.asset_id.in_(known)
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        stored = {
+            r.asset_id: AssetRow(r.asset_id, r.asset_name, r.labels) for r in conn.execute(query)
+        }
+        rows = [_asset_values(pk, _apply(merged[a], stored.get(a)), now) for a in known]
+        statement = dialect_insert(Asset).values(rows)
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[Asset.program_pk, Asset.asset_id],
+                set_={
+                    "asset_name": statement.excluded.asset_name,
+                    "labels": statement.excluded.labels,
+                    "search_text": statement.excluded.search_text,
+                    "updated_at": statement.excluded.updated_at,
+                },
+            )
+        )
+    _add_to_counts(conn, pk, assets=len(created))
+    return Upserted(len(created), len(known))
+
+
+def list_assets(
+    conn: Connection, pk: int, search: str | None, page: int, size: int
+) -> tuple[list[AssetRow], int]:
+    _, asset_count = _counts(conn, pk)
+    rows, total = _page(
+        conn,
+        "assets",
+        "asset_id",
+        "t.asset_id, t.asset_name, t.labels",
+        pk,
+        asset_count,
+        _searchable(search),
+        page,
+        size,
+        "search_text",
+    )
+    return [AssetRow(r.asset_id, r.asset_name, _json_list(r.labels)) for r in rows], total
+
+
+def _json_list(value: Any) -> list[str]:
+    """A JSON column read through ``text()``: a string on SQLite, already a list on PostgreSQL."""
+    return json.loads(value) if isinstance(value, str) else list(value)
+
+
+def get_asset(conn: Connection, pk: int, asset_id: str) -> AssetRow:
+    row = conn.execute(
+        select(Asset.asset_id, Asset.asset_name, Asset.labels).where(
+            Asset.program_pk == pk, Asset.asset_id == asset_id
+        )
+    ).first()
+    if row is None:
+        raise NotFound("Asset not found")
+    return AssetRow(row.asset_id, row.asset_name, row.labels)
+
+
+def delete_asset(conn: Connection, pk: int, asset_id: str) -> None:
+    deleted = conn.execute(delete(Asset).where(Asset.program_pk == pk, Asset.asset_id == asset_id))
+    if deleted.rowcount == 0:
+        raise NotFound("Asset not found")
+    _add_to_counts(conn, pk, assets=-1)

@@ -2,6 +2,10 @@
 
 Timestamps are integer Unix epoch milliseconds (UTC) on both dialects: HAR answers in epoch
 milliseconds, and integers sort and compare the same way on SQLite and PostgreSQL.
+Substring search has dialect-specific indexes that the models do not declare (the migrations
+create them, ``SEARCH_OBJECTS`` names them): SQLite FTS5 ``trigram`` tables kept by triggers, and
+PostgreSQL ``pg_trgm`` GIN indexes.
+
 Text that is sorted on the wire uses byte-wise order on both dialects (SQLite's BINARY collation,
 PostgreSQL's "C" collation): for UTF-8 that is code-point order, the order of Python's ``sorted``.
 """
@@ -31,6 +35,15 @@ NAMING_CONVENTION = {
 }
 
 
+# Names of the search structures the migrations create outside the models (see the docstring).
+SEARCH_OBJECTS = ("program_labels_fts", "assets_fts", "ix_program_labels_trgm", "ix_assets_trgm")
+
+
+def is_search_object(name: str | None) -> bool:
+    """True for the search structures (and FTS5's shadow tables) that the models leave out."""
+    return name is not None and name.startswith(SEARCH_OBJECTS)
+
+
 def ordered_text(length: int | None = None) -> String:
     """A string column that sorts byte-wise on both dialects."""
     return String(length).with_variant(String(length, collation="C"), "postgresql")
@@ -50,6 +63,9 @@ class Program(Base):
     program_id: Mapped[str] = mapped_column(ordered_text(64), unique=True)
     name: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # Kept by every write that adds or removes labels/assets, so listings need no COUNT(*).
+    label_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    asset_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class ProgramLabel(Base):
@@ -59,6 +75,8 @@ class ProgramLabel(Base):
         ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True
     )
     label: Mapped[str] = mapped_column(ordered_text(64), primary_key=True)
+    # str.casefold() of the label, computed in Python so both dialects search the same text.
+    label_folded: Mapped[str] = mapped_column(Text, server_default="")
     weight: Mapped[float] = mapped_column(Double)
     updated_at: Mapped[int] = mapped_column(BigInteger)
 
@@ -73,6 +91,8 @@ class Asset(Base):
     asset_name: Mapped[str | None] = mapped_column(String(124))
     # The asset's label names, as sent (a JSON array of strings).
     labels: Mapped[list[str]] = mapped_column(JSON)
+    # Folded asset_id, asset_name and labels joined by U+001F (which none of them may contain).
+    search_text: Mapped[str] = mapped_column(Text, server_default="")
     updated_at: Mapped[int] = mapped_column(BigInteger)
 
 
