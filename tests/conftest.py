@@ -191,3 +191,13 @@ async def client(settings: Settings, database: dbmod.Database) -> AsyncIterator[
 def table_rows(database: dbmod.Database, sql: str) -> list[tuple[object, ...]]:
     with database.transaction() as conn:
         return [tuple(row) for row in conn.execute(text(sql))]
+
+
+@pytest.fixture
+async def ah(client: httpx.AsyncClient, database: dbmod.Database, make_key: Callable[..., str]):  # type: ignore[no-untyped-def]
+    """ActionHub client on program "shop" (created) with a write key for it."""
+    from labelhub.actionhub import store as actionhub_store
+    from tests.actionhub_helpers import ActionHub
+
+    database.run_write(actionhub_store.create_program, "shop")
+    return ActionHub(client, make_key("program:shop=write"), "shop", make_key)
