@@ -166,3 +166,90 @@ def test_console_script_exit_codes(tmp_path) -> None:  # type: ignore[no-untyped
     assert dup.returncode == 1 and dup.stderr == "labelhub: error: Program 'shop' already exists\n"
     bad = subprocess.run([exe, "keys", "revoke"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def _labels_in(url: str, program: str) -> dict[str, float]:
+    from labelhub.actionhub import store
+
+    db = dbmod.Database(Settings(database_url=url))
+    try:
+
+        def read(conn):  # type: ignore[no-untyped-def]
+            pk = store.program_pk(conn, program)
+            items, total = store.list_labels(conn, pk, None, 1, 10**6)
+            assert total == len(items)
+            return dict(items)
+
+        return db.run_read(read)
+    finally:
+        db.close()
+
+
+def test_labels_import_csv_and_jsonl(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("programs", "create", "shop")[0] == 0
+    csv_file = tmp_path / "labels.csv"
+    csv_file.write_text('label,weight\nsale,1.5\n"a,b",-2\n\nsale,3\nünï,1e3\n')
+    code, _, err = cli("labels", "import", str(csv_file), "--program", "shop")
+    assert code == 0
+    assert (
+        one_line(err) == "labelhub: imported 3 labels into shop (3 created, 0 updated)"
+    )  # sale twice: last wins
+    jsonl = tmp_path / "more.data"
+    jsonl.write_text('{"label": "sale", "weight": 9}\n\n{"label": "new", "weight": "0.5"}\n')
+    code, _, err = cli("labels", "import", str(jsonl), "--program", "shop")
+    assert code == 0 and one_line(err).endswith("(1 created, 1 updated)")
+    assert _labels_in(cli.url, "shop") == {"sale": 9.0, "a,b": -2.0, "ünï": 1000.0, "new": 0.5}
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("a,1\nb,2\nc,NaN\nd,4\n", "line 3: weight: Input should be a finite number"),
+        ("a,1\nb,2\nc\n", "line 3: expected 2 fields (label,weight), got 1"),
+        (
+            "a,1\nb,2\n" + "x" * 65 + ",1\n",
+            "line 3: label: String should have at most 64 characters",
+        ),
+        (
+            "a,1\nb,2\nc\u0000,1\n",
+            "line 3: label: Value error, must not contain control characters (found U+0000)",
+        ),
+        (
+            '{"label": "a", "weight": 1}\n{"label": "b", "weight": 2}\n{"label": "c", "weight": 1\n',
+            "line 3: not valid JSON",
+        ),
+        (
+            '{"label": "a", "weight": 1}\n{"label": "b", "weight": 2}\n[1]\n',
+            "line 3: expected an object with label and weight",
+        ),
+    ],
+)
+def test_labels_import_names_the_bad_line_and_keeps_batches_whole(
+    cli, tmp_path, content: str, message: str
+) -> None:  # type: ignore[no-untyped-def]
+    cli("programs", "create", "shop")
+    file = tmp_path / ("in.jsonl" if content.startswith("{") else "in.csv")
+    file.write_text(content)
+    # Batches of 2: lines 1-2 commit, the batch holding line 3 is refused whole.
+    code, _, err = cli("labels", "import", str(file), "--program", "shop", "--batch-size", "2")
+    assert code == 1
+    line = one_line(err)
+    assert line.startswith(f"labelhub: error: {message}")
+    assert line.endswith("nothing of its batch was written (2 labels from earlier batches were)")
+    assert _labels_in(cli.url, "shop") == {"a": 1.0, "b": 2.0}
+
+
+def test_labels_import_errors(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    file = tmp_path / "x.csv"
+    file.write_text("a,1\n")
+    code, _, err = cli("labels", "import", str(file), "--program", "ghost")
+    assert code == 1 and one_line(err) == "labelhub: error: Program 'ghost' not found"
+    code, _, err = cli("labels", "import", str(tmp_path / "missing.csv"), "--program", "ghost")
+    assert code == 2 and one_line(err).endswith("no such file")
+    code, _, err = cli("labels", "import", str(file))
+    assert code == 2 and "--program" in one_line(err)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("caf\xe9,1\n".encode("latin-1"))
+    cli("programs", "create", "p")
+    code, _, err = cli("labels", "import", str(latin), "--program", "p")
+    assert code == 1 and "not UTF-8" in one_line(err)

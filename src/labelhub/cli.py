@@ -7,23 +7,29 @@ so an operator can bootstrap without a running server. Exit codes: 0 success, 1 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any
+from pathlib import Path
+from typing import IO, Annotated, Any
 
 import pydantic
 import typer
+from rich.console import Console
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from typer.exceptions import TyperException
 
 from labelhub.actionhub import store as actionhub_store
+from labelhub.actionhub.schemas import MAX_LABELS_PER_PUT, Label
 from labelhub.core import db as dbmod
 from labelhub.core import keys
 from labelhub.core.config import Settings, check_admin_key
-from labelhub.core.errors import Invalid, LabelhubError, Unavailable
+from labelhub.core.errors import Invalid, LabelhubError, NotFound, Unavailable
 
 app = typer.Typer(
     help="labelhub: the ActionHub labels API and the HAR metadata API on one storage core.",
@@ -35,9 +41,11 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 programs_app = typer.Typer(help="ActionHub programs.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+labels_app = typer.Typer(help="ActionHub labels.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(programs_app, name="programs")
 app.add_typer(keys_app, name="keys")
+app.add_typer(labels_app, name="labels")
 
 
 class UsageFailure(Exception):
@@ -238,6 +246,156 @@ def keys_revoke(key_id: int) -> None:
     with database() as db:
         db.run_write(keys.revoke_key, key_id)
     echo_err(f"labelhub: revoked key {key_id}")
+
+
+# --- labels ---------------------------------------------------------------------------------
+
+
+@labels_app.command("import")
+def labels_import(
+    file: Annotated[
+        Path, typer.Argument(help="CSV (label,weight) or JSON lines ({label, weight}).")
+    ],
+    program: Annotated[str, typer.Option("--program", help="The program-id to import into.")],
+    batch_size: Annotated[
+        int, typer.Option(help="Labels per transaction.", min=1, max=MAX_LABELS_PER_PUT)
+    ] = 5_000,
+    file_format: Annotated[
+        str | None, typer.Option("--format", help="csv or jsonl (default: from the name/content).")
+    ] = None,
+) -> None:
+    """Upsert labels from a file, in batches with a progress bar.
+
+    Each batch is checked whole before it is written, in one transaction: a bad line stops the
+    import with its line number, and nothing of its batch is written (earlier batches are).
+    """
+    if not file.is_file():
+        raise UsageFailure(f"{file}: no such file")
+    if file_format not in (None, "csv", "jsonl"):
+        raise UsageFailure("--format must be csv or jsonl")
+    with database() as db:
+        totals = labels_import_file(db, file, program, batch_size, file_format)
+    echo_err(
+        f"labelhub: imported {totals.created + totals.updated} labels into {program} "
+        f"({totals.created} created, {totals.updated} updated)"
+    )
+
+
+def labels_import_file(
+    db: dbmod.Database, file: Path, program: str, batch_size: int, file_format: str | None
+) -> actionhub_store.Upserted:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    created = updated = 0
+
+    def write(batch: list[tuple[str, float]]) -> None:
+        nonlocal created, updated
+
+        def work(conn: Connection) -> actionhub_store.Upserted:
+            pk = actionhub_store.program_pk(conn, program)
+            if pk is None:
+                raise NotFound(f"Program {program!r} not found")
+            return actionhub_store.upsert_labels(conn, pk, batch)
+
+        done = db.run_write(work)
+        created += done.created
+        updated += done.updated
+
+    with (
+        file.open("rb") as raw,
+        Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+            disable=not sys.stderr.isatty(),
+        ) as progress,
+    ):
+        task = progress.add_task("import", total=file.stat().st_size)
+        batch: list[tuple[str, float]] = []
+        try:
+            for _, label, weight in read_labels(raw, file_format or sniff_format(file)):
+                batch.append((label, weight))
+                if len(batch) >= batch_size:
+                    write(batch)
+                    batch = []
+                    progress.update(task, completed=raw.tell())
+        except ImportLineError as error:
+            raise ImportLineError(
+                f"{error.message}; nothing of its batch was written"
+                f" ({created + updated} labels from earlier batches were)"
+            ) from None
+        if batch:
+            write(batch)
+        progress.update(task, completed=file.stat().st_size)
+    return actionhub_store.Upserted(created, updated)
+
+
+def sniff_format(file: Path) -> str:
+    suffix = file.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in {".jsonl", ".ndjson", ".json"}:
+        return "jsonl"
+    with file.open("rb") as raw:
+        for line in raw:
+            if line.strip():
+                return "jsonl" if line.lstrip().startswith(b"{") else "csv"
+    return "csv"
+
+
+class ImportLineError(LabelhubError):
+    """A line of an import file that cannot be imported (exit 1, naming the line)."""
+
+
+def read_labels(raw: IO[bytes], file_format: str) -> Iterator[tuple[int, str, float]]:
+    """(line number, label, weight) for each data line; ``ImportLineError`` names a bad one."""
+    text_lines = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    try:
+        if file_format == "csv":
+            reader = csv.reader(text_lines)
+            for row in reader:
+                number = reader.line_num
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if number == 1 and [c.strip().lower() for c in row] == ["label", "weight"]:
+                    continue
+                if len(row) != 2:
+                    raise ImportLineError(
+                        f"line {number}: expected 2 fields (label,weight), got {len(row)}"
+                    )
+                yield number, *_checked_label(number, row[0], row[1])
+        else:
+            for number, line in enumerate(text_lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except ValueError as error:
+                    raise ImportLineError(f"line {number}: not valid JSON ({error})") from None
+                if not isinstance(item, dict):
+                    raise ImportLineError(
+                        f"line {number}: expected an object with label and weight"
+                    )
+                yield number, *_checked_label(number, item.get("label"), item.get("weight"))
+    except UnicodeDecodeError as error:
+        raise ImportLineError(f"the file is not UTF-8 text ({error.reason})") from None
+    except csv.Error as error:
+        raise ImportLineError(f"line {reader.line_num}: {error}") from None
+    finally:
+        text_lines.detach()
+
+
+def _checked_label(number: int, label: object, weight: object) -> tuple[str, float]:
+    try:
+        item = Label.model_validate({"label": label, "weight": weight})
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ImportLineError(f"line {number}: {field}: {first['msg']}") from None
+    return item.label, item.weight
 
 
 def _iso(ms: int | None) -> str:
