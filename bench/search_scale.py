@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import random
@@ -25,14 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 from sqlalchemy import event
 
+from bench.common import RESULTS, drop_database, free_port, fresh_database, write_report
 from labelhub.actionhub import store
 from labelhub.core import db as dbmod
 from labelhub.core import keys
@@ -59,22 +57,7 @@ def label_name(i: int) -> str:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def fresh_database(kind: str, pg_url: str, tmp: Path) -> tuple[str, str | None]:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp / f'search-{uuid.uuid4().hex[:8]}.db'}", None
-    name = f"lh_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return pg_url.rsplit("/", 1)[0] + "/" + name, name
-
-
-def drop_database(pg_url: str, name: str | None) -> None:
-    if name:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def load(url: str, size: int, admin: str) -> float:
@@ -112,7 +95,9 @@ def explain(url: str, requests: dict[str, dict[str, Any]]) -> dict[str, list[str
     db = dbmod.Database(settings)
     seen: list[tuple[str, Any]] = []
 
-    def before(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+    def before(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
         if "program_labels t" in statement and not statement.startswith("EXPLAIN"):
             seen.append((statement, params))
 
@@ -182,11 +167,7 @@ def measure(base: str, params_list: list[dict[str, Any]], count: int) -> dict[st
 
 
 def serve(url: str, admin: str) -> tuple[subprocess.Popen[bytes], str]:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABELHUB_")}
     env.update(LABELHUB_DATABASE_URL=url, LABELHUB_ADMIN_KEY=admin, LABELHUB_LOG_LEVEL="warning")
     exe = Path(sys.executable).parent / "labelhub"
@@ -211,7 +192,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     admin = keys.mint_secret()
@@ -247,23 +228,20 @@ def main() -> None:
                             "requests_per_run": args.requests,
                             "runs": args.runs,
                         }
-                        print(f"  {kind:<14} p50 {figures[kind]['p50_ms']:7.2f} ms  "
-                              f"p99 {figures[kind]['p99_ms']:7.2f} ms", flush=True)
+                        print(
+                            f"  {kind:<14} p50 {figures[kind]['p50_ms']:7.2f} ms  "
+                            f"p99 {figures[kind]['p99_ms']:7.2f} ms",
+                            flush=True,
+                        )
                 finally:
                     proc.terminate()
                     proc.wait()
                 if size == max(sizes):
-                    figures["plans"] = explain(
-                        url, {k: v[0] for k, v in workloads(size).items()}
-                    )
+                    figures["plans"] = explain(url, {k: v[0] for k, v in workloads(size).items()})
                 report["sizes"][str(size)] = figures
             finally:
                 drop_database(args.pg_url, pg_name)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{dt.date.today().isoformat()}-search-{args.db}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_report(args.out, "search", args.db, report)
 
 
 if __name__ == "__main__":

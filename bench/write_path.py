@@ -15,30 +15,27 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import re
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 
+from bench.common import RESULTS, drop_database, free_port, fresh_database, write_report
 from labelhub.core import keys
 
 HERE = Path(__file__).resolve().parent
 PROGRAMS = 8
 
-BASELINE_APP = '''
+BASELINE_APP = """
 from fastapi import FastAPI, Header
 from labelhub.actionhub.schemas import LabelList, SuccessMessage
 
@@ -49,7 +46,7 @@ async def put_labels(
     body: LabelList, program_id: str = Header(alias="program-id")
 ) -> SuccessMessage:
     return SuccessMessage(result=f"{len(body.labels)} labels validated")
-'''
+"""
 
 WRK_SCRIPT = """
 local counter = 0
@@ -74,12 +71,6 @@ response = function(status, headers, body)
   end
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_up(base: str) -> None:
@@ -120,7 +111,11 @@ def run_wrk(base: str, script: Path, connections: int, seconds: int, key: str) -
 
 def summary(runs: list[dict[str, Any]], key: str) -> dict[str, float]:
     values = [r[key] for r in runs]
-    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2), "max": round(max(values), 2)}
+    return {
+        "median": round(statistics.median(values), 2),
+        "min": round(min(values), 2),
+        "max": round(max(values), 2),
+    }
 
 
 def main() -> None:
@@ -129,32 +124,37 @@ def main() -> None:
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
     admin = keys.mint_secret()
     exe = Path(sys.executable).parent
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABELHUB_")}
-    pg_name = None
     with tempfile.TemporaryDirectory() as tmp:
-        if args.db == "sqlite":
-            url = f"sqlite:///{tmp}/w1.db"
-        else:
-            pg_name = f"lh_bench_{uuid.uuid4().hex[:10]}"
-            with psycopg.connect(args.pg_url, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{pg_name}"')
-            url = args.pg_url.rsplit("/", 1)[0] + "/" + pg_name
-        env.update(LABELHUB_DATABASE_URL=url, LABELHUB_ADMIN_KEY=admin, LABELHUB_LOG_LEVEL="warning")
+        url, pg_name = fresh_database(args.db, args.pg_url, Path(tmp))
+        env.update(
+            LABELHUB_DATABASE_URL=url, LABELHUB_ADMIN_KEY=admin, LABELHUB_LOG_LEVEL="warning"
+        )
         script = Path(tmp) / "w1.lua"
         script.write_text(WRK_SCRIPT % {"programs": PROGRAMS})
         (Path(tmp) / "baseline_app.py").write_text(BASELINE_APP)
         lh_port, base_port = free_port(), free_port()
         labelhub = subprocess.Popen(
-            [str(exe / "labelhub"), "serve", "--port", str(lh_port)], env=env, stderr=subprocess.DEVNULL
+            [str(exe / "labelhub"), "serve", "--port", str(lh_port)],
+            env=env,
+            stderr=subprocess.DEVNULL,
         )
         baseline = subprocess.Popen(
-            [str(exe / "uvicorn"), "baseline_app:app", "--port", str(base_port), "--log-level", "warning", "--no-access-log"],
+            [
+                str(exe / "uvicorn"),
+                "baseline_app:app",
+                "--port",
+                str(base_port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
             cwd=tmp,
             env=env,
         )
@@ -170,7 +170,11 @@ def main() -> None:
             wait_up(lh)
             wait_up(bl)
             for p in range(PROGRAMS):
-                httpx.post(lh + "/admin/programs", json={"program_id": f"p{p}"}, headers={"x-api-key": admin})
+                httpx.post(
+                    lh + "/admin/programs",
+                    json={"program_id": f"p{p}"},
+                    headers={"x-api-key": admin},
+                )
             for connections in (64, 16):
                 runs: dict[str, list[dict[str, Any]]] = {"labelhub": [], "baseline": []}
                 for _ in range(args.runs):
@@ -201,14 +205,8 @@ def main() -> None:
             for proc in (labelhub, baseline):
                 proc.terminate()
                 proc.wait()
-            if pg_name:
-                with psycopg.connect(args.pg_url, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{dt.date.today().isoformat()}-w1-{args.db}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {path}")
+            drop_database(args.pg_url, pg_name)
+    write_report(args.out, "w1", args.db, report)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ exists), then 404 when a key that may see the program finds no such program.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -62,25 +63,18 @@ ApiVersionHeader = Annotated[str | None, Header(alias="api-version")]
 KeyHeader = Annotated[str | None, Depends(actionhub_key)]
 
 
-def program_reader(
-    request: Request,
-    program_id: ProgramIdHeader,
-    secret: KeyHeader,
-    api_version: ApiVersionHeader = None,
-) -> ProgramAccess:
-    _check_api_version(api_version)
-    return ProgramAccess(request.app.state.db, secret, program_id, write=False)
+def _program_access(*, write: bool) -> Callable[..., ProgramAccess]:
+    def dependency(
+        request: Request,
+        program_id: ProgramIdHeader,
+        secret: KeyHeader,
+        api_version: ApiVersionHeader = None,
+    ) -> ProgramAccess:
+        _check_api_version(api_version)
+        return ProgramAccess(request.app.state.db, secret, program_id, write=write)
+
+    return dependency
 
 
-def program_writer(
-    request: Request,
-    program_id: ProgramIdHeader,
-    secret: KeyHeader,
-    api_version: ApiVersionHeader = None,
-) -> ProgramAccess:
-    _check_api_version(api_version)
-    return ProgramAccess(request.app.state.db, secret, program_id, write=True)
-
-
-ProgramRead = Annotated[ProgramAccess, Depends(program_reader)]
-ProgramWrite = Annotated[ProgramAccess, Depends(program_writer)]
+ProgramRead = Annotated[ProgramAccess, Depends(_program_access(write=False))]
+ProgramWrite = Annotated[ProgramAccess, Depends(_program_access(write=True))]

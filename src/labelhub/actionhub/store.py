@@ -177,12 +177,13 @@ def _page(
     ).scalar_one()
     if offset >= total:
         return [], total
+    matches = f"SELECT {columns} FROM {table} t WHERE t.program_pk = :pk AND {where}"
+    if conn.dialect.name == "postgresql":
+        # Filter first (the trigram index), then sort the matches: left to itself the planner may
+        # walk the primary key in order and test every row, which is slow for mid-size matches.
+        matches = f"WITH m AS MATERIALIZED ({matches}) SELECT * FROM m t"
     rows = conn.execute(
-        text(
-            f"SELECT {columns} FROM {table} t WHERE t.program_pk = :pk AND {where} "
-            f"ORDER BY t.{key} LIMIT :size OFFSET :offset"
-        ),
-        params,
+        text(f"{matches} ORDER BY t.{key} LIMIT :size OFFSET :offset"), params
     ).all()
     return rows, total
 
