@@ -110,7 +110,7 @@ class AdminGuard:
         return principal
 
 
-def _admin_guard(
+async def _admin_guard(
     request: Request, secret: Annotated[str | None, Depends(api_key_header)]
 ) -> AdminGuard:
     return AdminGuard(request.app.state.db, secret)

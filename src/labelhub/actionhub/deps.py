@@ -8,7 +8,7 @@ exists), then 404 when a key that may see the program finds no such program.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -63,8 +63,9 @@ ApiVersionHeader = Annotated[str | None, Header(alias="api-version")]
 KeyHeader = Annotated[str | None, Depends(actionhub_key)]
 
 
-def _program_access(*, write: bool) -> Callable[..., ProgramAccess]:
-    def dependency(
+def _program_access(*, write: bool) -> Callable[..., Awaitable[ProgramAccess]]:
+    # async: FastAPI would run a plain function in the threadpool, a thread hop per request.
+    async def dependency(
         request: Request,
         program_id: ProgramIdHeader,
         secret: KeyHeader,
