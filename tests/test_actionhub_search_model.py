@@ -11,12 +11,22 @@ import random
 
 from tests.actionhub_helpers import ActionHub
 
-ALPHABET = list("aAbB%_*?[]\\^$.-/ ") + ["ß", "ẞ", "İ", "ı", "Σ", "σ", "ς", "é", "é", "ﬁ", "Å", "😀", "𝔄", "字"]
+# ASCII wildcards and escapes, then: sharp s, capital sharp s, dotted capital I, dotless i,
+# sigma (capital, small, final), precomposed and combining e-acute, the fi ligature, angstrom,
+# an emoji, a mathematical fraktur A (astral plane) and a CJK ideograph.
+ALPHABET = [
+    *"aAbB%_*?[]\\^$.-/ ",
+    *"\u00df\u1e9e\u0130\u0131\u03a3\u03c3\u03c2\u00e9",
+    "e\u0301",
+    *"\ufb01\u212b\U0001f600\U0001d504\u5b57",
+]
 
 
 def expected(labels: list[str], search: str) -> list[str]:
     needle = search.casefold()
-    return sorted((label for label in labels if needle in label.casefold()), key=lambda s: s.encode())
+    return sorted(
+        (label for label in labels if needle in label.casefold()), key=lambda s: s.encode()
+    )
 
 
 async def test_search_matches_the_model(ah: ActionHub) -> None:
@@ -25,10 +35,8 @@ async def test_search_matches_the_model(ah: ActionHub) -> None:
     r = await ah.put_labels([{"label": label, "weight": i} for i, label in enumerate(labels)])
     assert r.status_code == 200
     searches = ["".join(rng.choices(ALPHABET, k=rng.randint(1, 4))) for _ in range(120)]
-    searches += [label[i : i + 3] for label in rng.sample(labels, 60) for i in range(1)]
+    searches += [label[:3] for label in rng.sample(labels, 60)]
     for search in searches:
-        if not search.strip() and not search:
-            continue
         want = expected(labels, search)
         got: list[str] = []
         page = 1

@@ -6,12 +6,14 @@ UPDATE`` fed by one parameter (a JSON array read with ``json_each`` on SQLite, a
 
 Search is a substring of the case-folded text (``str.casefold()``, computed here in Python so both
 dialects compare the same strings), answered by trigram indexes: FTS5 ``trigram`` on SQLite
-(``GLOB``), ``pg_trgm`` GIN on PostgreSQL (``LIKE``). Order is byte-wise on both dialects.
+(``GLOB`` for candidates, ``instr`` for the exact test), ``pg_trgm`` GIN on PostgreSQL (``LIKE``).
+Order is byte-wise on both dialects.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from labelhub.core.errors import Conflict, NotFound
 from labelhub.core.keys import now_ms
+from labelhub.core.memo import forget, memo
 from labelhub.core.models import Asset, Program, ProgramLabel
 from labelhub.core.pagination import offset_of
 
@@ -43,6 +46,7 @@ class ProgramRow:
 
 
 def create_program(conn: Connection, program_id: str, name: str | None = None) -> ProgramRow:
+    forget(conn)
     created = now_ms()
     row = ProgramRow(program_id, name if name is not None else program_id, created)
     savepoint = conn.begin_nested()
@@ -70,15 +74,19 @@ def list_programs(conn: Connection) -> list[ProgramRow]:
 
 def delete_program(conn: Connection, program_id: str) -> None:
     """Remove a program with its labels and assets (foreign keys cascade)."""
+    forget(conn)
     deleted = conn.execute(delete(Program).where(Program.program_id == program_id))
     if deleted.rowcount == 0:
         raise NotFound("Program not found")
 
 
 def program_pk(conn: Connection, program_id: str) -> int | None:
-    found: int | None = conn.execute(
-        select(Program.id).where(Program.program_id == program_id)
-    ).scalar()
+    cache = memo(conn)
+    if ("program", program_id) not in cache:
+        cache["program", program_id] = conn.execute(
+            select(Program.id).where(Program.program_id == program_id)
+        ).scalar()
+    found: int | None = cache["program", program_id]
     return found
 
 
@@ -103,12 +111,6 @@ def _counts(conn: Connection, pk: int) -> tuple[int, int]:
 # --- search patterns ------------------------------------------------------------------------
 
 
-def _glob_contains(folded: str) -> str:
-    """An FTS5 GLOB pattern matching ``folded`` anywhere (``*``, ``?``, ``[`` taken literally)."""
-    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in folded)
-    return f"*{escaped}*"
-
-
 def _like_contains(folded: str) -> str:
     """A LIKE pattern (ESCAPE '\\') matching ``folded`` anywhere (``%``, ``_`` taken literally)."""
     escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -129,9 +131,17 @@ def _search_filter(
 ) -> tuple[str, dict[str, Any]]:
     """A WHERE fragment (alias ``t``) selecting rows whose ``column`` contains ``folded``."""
     if conn.dialect.name == "sqlite":
+        # FTS5 finds candidates by the longest run free of GLOB syntax; instr() then checks the
+        # exact substring. SQLite 3.40's trigram GLOB mishandles bracket escapes ("[?]") and
+        # runs of under 3 characters that are 3 bytes or more ("*字b*"), so only a run of 3 or
+        # more characters goes to FTS5; without one, instr() alone scans the program's rows.
+        exact = f"instr(t.{column}, :needle) > 0"
+        longest = max(re.split(r"[*?\[\]]", folded), key=len)
+        if len(longest) < 3:
+            return exact, {"needle": folded}
         return (
-            f"t.rowid IN (SELECT rowid FROM {table}_fts WHERE {column} GLOB :pattern)",
-            {"pattern": _glob_contains(folded)},
+            f"t.rowid IN (SELECT rowid FROM {table}_fts WHERE {column} GLOB :pattern) AND {exact}",
+            {"pattern": f"*{longest}*", "needle": folded},
         )
     return f"t.{column} LIKE :pattern ESCAPE '\\'", {"pattern": _like_contains(folded)}
 

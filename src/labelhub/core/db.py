@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from labelhub.core import keys
 from labelhub.core.config import Settings, database_dialect
 from labelhub.core.errors import LabelhubError, Unavailable
+from labelhub.core.memo import forget
 
 log = logging.getLogger("labelhub.db")
 
@@ -247,41 +248,48 @@ class Writer:
                 raise
 
     def _attempt(self, batch: list[_Job]) -> None:
+        """Run the batch in one transaction; each job is isolated from the others' failures.
+
+        First optimistically, every job straight on the transaction (no savepoints: most
+        batches have no failure). If a job fails, the transaction is rolled back and the batch
+        runs again with a savepoint around each job, so the failure stays its own.
+        """
         conn = self._connection()
-        try:
-            with conn.begin():
-                if len(batch) == 1:
-                    job = batch[0]
+        with conn.begin() as transaction:
+            forget(conn)
+            for job in batch:
+                try:
                     job.outcome = (True, job.fn(conn, *job.args))
-                    return
-                for job in batch:
-                    savepoint = conn.begin_nested()
-                    try:
-                        value = job.fn(conn, *job.args)
-                    except DBAPIError as error:
-                        if _is_transient(error) or _is_outage(error):
-                            raise
-                        savepoint.rollback()
-                        job.outcome = (False, error)
-                    except Exception as error:
-                        savepoint.rollback()
-                        job.outcome = (False, error)
-                    else:
-                        savepoint.commit()
-                        job.outcome = (True, value)
-        except LabelhubError as error:
-            # A lone job refused: its transaction was rolled back, and that is its answer.
-            batch[0].outcome = (False, error)
-        except DBAPIError as error:
-            if len(batch) == 1 and not (_is_transient(error) or _is_outage(error)):
-                batch[0].outcome = (False, error)
-                return
-            raise
-        except Exception as error:
-            if len(batch) == 1:
-                batch[0].outcome = (False, error)
-                return
-            raise
+                except Exception as error:
+                    if _is_fatal(error):
+                        raise
+                    job.outcome = (False, error)
+                    transaction.rollback()
+                    break
+            else:
+                return  # committed on leaving the block
+        if len(batch) == 1:
+            return  # a lone job refused: rolled back, and that is its answer
+        with conn.begin():
+            forget(conn)
+            for job in batch:
+                savepoint = conn.begin_nested()
+                try:
+                    value = job.fn(conn, *job.args)
+                except Exception as error:
+                    if _is_fatal(error):
+                        raise
+                    savepoint.rollback()
+                    forget(conn)
+                    job.outcome = (False, error)
+                else:
+                    savepoint.commit()
+                    job.outcome = (True, value)
+
+
+def _is_fatal(error: BaseException) -> bool:
+    """An error that dooms the whole transaction, not just the job that met it."""
+    return isinstance(error, DBAPIError) and (_is_transient(error) or _is_outage(error))
 
 
 def _translate(error: BaseException) -> BaseException:
@@ -312,6 +320,7 @@ class Database:
                 if write:
                     conn = conn.execution_options(labelhub_write=True)
                 with conn.begin():
+                    forget(conn)
                     yield conn
         except DBAPIError as error:
             translated = _translate(error)

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from labelhub.core.config import KEY_PATTERN
 from labelhub.core.errors import Invalid, NotFound
+from labelhub.core.memo import forget, memo
 from labelhub.core.models import ApiKey, KeyGrant
 
 PREFIX_LENGTH = 11  # "lh_" and 8 characters of the secret
@@ -139,16 +140,19 @@ def authenticate(
         return None
     assert secret is not None
     digest = hash_secret(secret)
+    cache = memo(conn)
+    if ("key", digest) in cache:
+        cached: Principal | None = cache["key", digest]
+        return cached
     row = conn.execute(
         select(
             ApiKey.id, ApiKey.prefix, ApiKey.secret_hash, ApiKey.revoked_at, ApiKey.last_used_at
         ).where(ApiKey.secret_hash == digest)
     ).first()
-    if (
-        row is None
-        or not hmac.compare_digest(row.secret_hash, digest)
-        or row.revoked_at is not None
-    ):
+    if row is None or row.revoked_at is not None:
+        cache["key", digest] = None
+        return None
+    if not hmac.compare_digest(row.secret_hash, digest):
         return None
     grants = tuple(
         Grant(scope, role)
@@ -157,6 +161,7 @@ def authenticate(
         )
     )
     principal = Principal(row.id, row.prefix, grants, row.last_used_at)
+    cache["key", digest] = principal
     if record_use is not None and needs_touch(principal):
         record_use(principal.key_id)
     return principal
@@ -186,6 +191,7 @@ def create_key(
     conn: Connection, name: str, grants: Iterable[Grant], *, secret: str | None = None
 ) -> NewKey:
     """Store a new key (minting its secret unless one is given) with its grants."""
+    forget(conn)
     secret = secret or mint_secret()
     grants = tuple(dict.fromkeys(grants))
     scopes = [g.scope for g in grants]
@@ -244,6 +250,7 @@ def list_keys(conn: Connection) -> list[KeyInfo]:
 
 def revoke_key(conn: Connection, key_id: int) -> None:
     """Revoke a key; revoking a revoked key again keeps the first revocation time."""
+    forget(conn)
     found = conn.execute(select(ApiKey.revoked_at).where(ApiKey.id == key_id)).first()
     if found is None:
         raise NotFound("Key not found")

@@ -1,0 +1,23 @@
+"""A per-transaction memo for lookups that several jobs of one write batch repeat."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+MEMO = "labelhub.memo"
+
+
+def memo(conn: Connection) -> dict[Any, Any]:
+    """A dict that lives for the current transaction: lookups several jobs of a batch repeat
+    (a key, a program) are read once. ``forget`` empties it; every transaction starts empty, and
+    anything that changes keys or programs calls it."""
+    found: dict[Any, Any] | None = conn.info.get(MEMO)
+    if found is None:
+        found = conn.info[MEMO] = {}
+    return found
+
+
+def forget(conn: Connection) -> None:
+    conn.info[MEMO] = {}
