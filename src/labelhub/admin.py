@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
-from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import Connection
 
 from labelhub.actionhub import store as actionhub_store
 from labelhub.core import keys
+from labelhub.core.access import X_API_KEY
 from labelhub.core.db import Database
 from labelhub.core.errors import Forbidden, Invalid, Unauthenticated
 
@@ -91,9 +91,6 @@ def _grants(grants: tuple[keys.Grant, ...]) -> list[GrantOut]:
     return [GrantOut(scope=g.scope, role=g.role) for g in grants]
 
 
-api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, scheme_name="x-api-key")
-
-
 class AdminGuard:
     """Checks, inside the request's own transaction, that the caller holds an admin key."""
 
@@ -111,7 +108,7 @@ class AdminGuard:
 
 
 async def _admin_guard(
-    request: Request, secret: Annotated[str | None, Depends(api_key_header)]
+    request: Request, secret: Annotated[str | None, Depends(X_API_KEY)]
 ) -> AdminGuard:
     return AdminGuard(request.app.state.db, secret)
 

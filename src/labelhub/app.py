@@ -28,6 +28,7 @@ from labelhub.actionhub import routes as actionhub_routes
 from labelhub.core.config import Settings
 from labelhub.core.db import Database
 from labelhub.core.errors import LabelhubError, status_of
+from labelhub.har import paths as har_paths
 from labelhub.har import routes as har_routes
 from labelhub.har.routes import HAR_PREFIX
 
@@ -149,7 +150,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(actionhub_routes.router)
     app.include_router(har_routes.router)
 
-    # Outermost first: the log sees every request, including refused bodies.
+    # Added innermost first: the log sees every request, including refused bodies.
+    app.add_middleware(har_paths.CanonicalPaths, render=render_labelhub_error)
     app.add_middleware(ops.BodyLimit, limit=settings.max_body_bytes, render=render_labelhub_error)
     app.add_middleware(ops.RequestLog, metrics=app.state.metrics)
     return app

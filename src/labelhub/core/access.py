@@ -12,10 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from fastapi.security import APIKeyHeader
 from sqlalchemy import Connection
 
 from labelhub.core import keys
 from labelhub.core.db import Database
+
+# The key header of the HAR and administration APIs (ActionHub has its own, actionhub-key).
+X_API_KEY = APIKeyHeader(name="x-api-key", auto_error=False, scheme_name="x-api-key")
 
 C = TypeVar("C")
 R = TypeVar("R")

@@ -1,0 +1,290 @@
+"""HAR SQL: spaces, registries, artifacts and their labels (one row per artifact and label)."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from labelhub.core.errors import Conflict, Invalid, NotFound
+from labelhub.core.keys import now_ms
+from labelhub.core.models import Artifact, ArtifactLabel, Registry, Space
+
+HUGGINGFACE = "HUGGINGFACE"
+
+
+@dataclass(frozen=True)
+class RegistryRow:
+    id: int
+    uuid: str
+    space: str
+    account: str
+    identifier: str
+    package_type: str
+    registry_type: str
+    description: str
+    labels: list[str]
+    created_at: int
+    modified_at: int
+
+
+@dataclass(frozen=True)
+class ArtifactRow:
+    id: int
+    uuid: str
+    name: str
+    artifact_type: str  # "" outside HUGGINGFACE registries
+    latest_version: str | None
+    downloads_count: int
+    created_at: int
+    modified_at: int
+    labels: list[str]
+
+
+def _insert(conn: Connection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+# --- spaces and registries ------------------------------------------------------------------
+
+
+def ensure_space(conn: Connection, path: str) -> int:
+    conn.execute(
+        _insert(conn)(Space)
+        .values(path=path, account=path.split("/", 1)[0], created_at=now_ms())
+        .on_conflict_do_nothing()
+    )
+    space_id: int = conn.execute(select(Space.id).where(Space.path == path)).scalar_one()
+    return space_id
+
+
+_REGISTRY_COLUMNS = (
+    Registry.id,
+    Registry.uuid,
+    Space.path,
+    Registry.account,
+    Registry.identifier,
+    Registry.package_type,
+    Registry.registry_type,
+    Registry.description,
+    Registry.labels,
+    Registry.created_at,
+    Registry.modified_at,
+)
+
+
+def _registry(row: Any) -> RegistryRow:
+    return RegistryRow(*row)
+
+
+def find_registry(conn: Connection, space: str, identifier: str) -> RegistryRow:
+    """The registry ``identifier`` of exactly that space (not an ancestor or descendant)."""
+    row = conn.execute(
+        select(*_REGISTRY_COLUMNS)
+        .join(Space, Space.id == Registry.space_id)
+        .where(Space.path == space, Registry.identifier == identifier)
+    ).first()
+    if row is None:
+        raise NotFound("Registry not found")
+    return _registry(row)
+
+
+def create_registry(
+    conn: Connection,
+    space: str,
+    identifier: str,
+    package_type: str,
+    description: str,
+    labels: list[str],
+) -> RegistryRow:
+    account = space.split("/", 1)[0]
+    owner = conn.execute(
+        select(Space.path)
+        .join(Registry, Registry.space_id == Space.id)
+        .where(Registry.account == account, Registry.identifier == identifier)
+    ).scalar()
+    if owner is not None:
+        raise Invalid(f"Registry {identifier!r} already exists in space {owner!r}")
+    space_id = ensure_space(conn, space)
+    now = now_ms()
+    values = {
+        "uuid": str(uuidlib.uuid4()),
+        "space_id": space_id,
+        "account": account,
+        "identifier": identifier,
+        "package_type": package_type,
+        "registry_type": "VIRTUAL",
+        "description": description,
+        "labels": labels,
+        "created_at": now,
+        "modified_at": now,
+    }
+    savepoint = conn.begin_nested()
+    try:
+        conn.execute(insert(Registry).values(values))
+    except IntegrityError:  # created concurrently by another writer
+        savepoint.rollback()
+        raise Invalid(f"Registry {identifier!r} already exists in account {account!r}") from None
+    savepoint.commit()
+    return find_registry(conn, space, identifier)
+
+
+def update_registry(
+    conn: Connection, registry: RegistryRow, description: str | None, labels: list[str] | None
+) -> RegistryRow:
+    values: dict[str, Any] = {"modified_at": now_ms()}
+    if description is not None:
+        values["description"] = description
+    if labels is not None:
+        values["labels"] = labels
+    conn.execute(update(Registry).where(Registry.id == registry.id).values(values))
+    return find_registry(conn, registry.space, registry.identifier)
+
+
+def delete_registry(conn: Connection, registry: RegistryRow) -> None:
+    conn.execute(delete(Registry).where(Registry.id == registry.id))
+
+
+# --- artifacts ------------------------------------------------------------------------------
+
+
+def check_artifact_type(registry: RegistryRow, artifact_type: str | None) -> None:
+    if artifact_type is not None and registry.package_type != HUGGINGFACE:
+        raise Invalid("artifact_type applies to HUGGINGFACE registries only")
+
+
+def _labels_of(conn: Connection, artifact_ids: list[int]) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {a: [] for a in artifact_ids}
+    if artifact_ids:
+        for artifact_id, label in conn.execute(
+            select(ArtifactLabel.artifact_id, ArtifactLabel.label)
+            .where(ArtifactLabel.artifact_id.in_(artifact_ids))
+            .order_by(ArtifactLabel.artifact_id, ArtifactLabel.label)
+        ):
+            found[artifact_id].append(label)
+    return found
+
+
+_ARTIFACT_COLUMNS = (
+    Artifact.id,
+    Artifact.uuid,
+    Artifact.name,
+    Artifact.artifact_type,
+    Artifact.latest_version,
+    Artifact.downloads_count,
+    Artifact.created_at,
+    Artifact.modified_at,
+)
+
+
+def find_artifact(
+    conn: Connection,
+    registry: RegistryRow,
+    name: str,
+    artifact_type: str | None,
+    *,
+    lock: bool = False,
+) -> ArtifactRow:
+    """The artifact ``name`` of the registry; on HUGGINGFACE, ``artifact_type`` picks between a
+    model and a dataset of that name (omitted: the only one, or 400 when both exist)."""
+    check_artifact_type(registry, artifact_type)
+    query = select(*_ARTIFACT_COLUMNS).where(
+        Artifact.registry_id == registry.id, Artifact.name == name
+    )
+    if artifact_type is not None:
+        query = query.where(Artifact.artifact_type == artifact_type)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    rows = conn.execute(query.order_by(Artifact.artifact_type)).all()
+    if not rows:
+        raise NotFound("Artifact not found")
+    if len(rows) > 1:
+        raise Invalid(
+            f"Both a model and a dataset named {name!r} exist; give artifact_type=model or dataset"
+        )
+    row = rows[0]
+    return ArtifactRow(*row, labels=_labels_of(conn, [row.id])[row.id])
+
+
+def _write_labels(
+    conn: Connection, registry: RegistryRow, artifact_id: int, labels: list[str]
+) -> None:
+    conn.execute(delete(ArtifactLabel).where(ArtifactLabel.artifact_id == artifact_id))
+    if labels:
+        conn.execute(
+            insert(ArtifactLabel),
+            [
+                {"artifact_id": artifact_id, "label": label, "registry_id": registry.id}
+                for label in labels
+            ],
+        )
+
+
+def register_artifact(
+    conn: Connection,
+    registry: RegistryRow,
+    name: str,
+    artifact_type: str | None,
+    version: str | None,
+    labels: list[str],
+) -> ArtifactRow:
+    if registry.package_type == HUGGINGFACE and artifact_type is None:
+        raise Invalid("artifactType (model or dataset) is required in a HUGGINGFACE registry")
+    if registry.package_type != HUGGINGFACE and artifact_type is not None:
+        raise Invalid("artifactType applies to HUGGINGFACE registries only")
+    now = now_ms()
+    savepoint = conn.begin_nested()
+    try:
+        artifact_id = conn.execute(
+            insert(Artifact)
+            .values(
+                uuid=str(uuidlib.uuid4()),
+                registry_id=registry.id,
+                name=name,
+                artifact_type=artifact_type or "",
+                latest_version=version,
+                downloads_count=0,
+                created_at=now,
+                modified_at=now,
+            )
+            .returning(Artifact.id)
+        ).scalar_one()
+    except IntegrityError:
+        savepoint.rollback()
+        kind = f" {artifact_type}" if artifact_type else ""
+        raise Conflict(
+            f"An artifact{kind} named {name!r} already exists in this registry"
+        ) from None
+    savepoint.commit()
+    _write_labels(conn, registry, artifact_id, labels)
+    return find_artifact(conn, registry, name, artifact_type)
+
+
+def replace_labels(
+    conn: Connection, registry: RegistryRow, name: str, artifact_type: str | None, labels: list[str]
+) -> ArtifactRow:
+    """Replace the artifact's label set and ``modifiedAt`` and nothing else, in this transaction.
+
+    The artifact row is locked first (PostgreSQL), so a concurrent delete either happened before
+    (404) or waits; a deleted artifact is never given labels again.
+    """
+    artifact = find_artifact(conn, registry, name, artifact_type, lock=True)
+    now = now_ms()
+    touched = conn.execute(
+        update(Artifact).where(Artifact.id == artifact.id).values(modified_at=now)
+    )
+    if touched.rowcount == 0:
+        raise NotFound("Artifact not found")
+    _write_labels(conn, registry, artifact.id, labels)
+    return find_artifact(conn, registry, name, artifact.artifact_type or None)
+
+
+def delete_artifact(
+    conn: Connection, registry: RegistryRow, name: str, artifact_type: str | None
+) -> None:
+    artifact = find_artifact(conn, registry, name, artifact_type, lock=True)
+    conn.execute(delete(Artifact).where(Artifact.id == artifact.id))
