@@ -138,6 +138,8 @@ class Artifact(Base):
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
     registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(ordered_text(1024))
+    # str.casefold() of the name, for search_term (computed in Python, as for labels).
+    name_folded: Mapped[str] = mapped_column(Text, server_default="")
     artifact_type: Mapped[str] = mapped_column(String(16))
     latest_version: Mapped[str | None] = mapped_column(String(255))
     downloads_count: Mapped[int] = mapped_column(BigInteger)
@@ -164,6 +166,20 @@ class ArtifactLabel(Base):
     label: Mapped[str] = mapped_column(ordered_text(255), primary_key=True)
     # Denormalised from the artifact so registry-wide label lookups need no join.
     registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id", ondelete="CASCADE"))
+
+
+class RegistryLabel(Base):
+    """The distinct labels of a registry with how many artifacts carry each: the label listing
+    pages through this table, not through every artifact's labels."""
+
+    __tablename__ = "registry_labels"
+
+    registry_id: Mapped[int] = mapped_column(
+        ForeignKey("registries.id", ondelete="CASCADE"), primary_key=True
+    )
+    label: Mapped[str] = mapped_column(ordered_text(255), primary_key=True)
+    label_folded: Mapped[str] = mapped_column(Text)
+    artifacts: Mapped[int] = mapped_column(BigInteger)
 
 
 # --- Keys -----------------------------------------------------------------------------------

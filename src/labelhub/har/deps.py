@@ -104,3 +104,15 @@ def _registry_access(*, edit: bool) -> Callable[..., Awaitable[RegistryAccess]]:
 
 RegistryView = Annotated[RegistryAccess, Depends(_registry_access(edit=False))]
 RegistryEdit = Annotated[RegistryAccess, Depends(_registry_access(edit=True))]
+
+
+SpaceRef = Annotated[
+    str, Path(description="<account>[/<org>[/<project>]], with %2F separators or plain with /+")
+]
+
+
+async def _space_viewer(request: Request, space_ref: SpaceRef, secret: KeyHeader) -> SpaceAccess:
+    return SpaceAccess(request.app.state.db, secret, space_path(unquote(space_ref)), edit=False)
+
+
+SpaceView = Annotated[SpaceAccess, Depends(_space_viewer)]

@@ -1,11 +1,11 @@
-"""HAR metadata routes under ``/har/api/v1``: registries, artifact registration, summary, labels.
+"""HAR metadata routes under ``/har/api/v1``: registries, artifacts, labels and listings.
 
 Refs arrive canonical (see ``labelhub.har.paths``): one percent-quoted segment each.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Path, Query, Request
@@ -13,8 +13,9 @@ from sqlalchemy import Connection
 
 from labelhub.core.access import X_API_KEY
 from labelhub.core.errors import Invalid, Unsupported
+from labelhub.core.pagination import page_count
 from labelhub.har import schemas, store
-from labelhub.har.deps import RegistryEdit, RegistryView, SpaceAccess, space_path
+from labelhub.har.deps import RegistryEdit, RegistryView, SpaceAccess, SpaceView, space_path
 
 HAR_PREFIX = "/har/api/v1"
 
@@ -199,3 +200,178 @@ async def delete_artifact(
         lambda conn, registry: store.delete_artifact(conn, registry, name, artifact_type)
     )
     return schemas.StatusOnly()
+
+
+# --- listings -------------------------------------------------------------------------------
+
+Page0 = Annotated[int, Query(ge=0, description="0-based page index")]
+Size = Annotated[int, Query(ge=1, le=100, description="Items per page")]
+SearchTerm = Annotated[
+    str | None, Query(description="Case-insensitive substring; % and _ are literal")
+]
+Labels = Annotated[
+    list[str] | None, Query(description="Repeatable: an artifact must carry every label given")
+]
+ArtifactSort = Annotated[Literal["name", "lastModified", "downloadsCount"], Query()]
+SortOrder = Annotated[Literal["ASC", "DESC"], Query()]
+
+
+def _paged(total: int, page: int, size: int) -> dict[str, int]:
+    return {
+        "itemCount": total,
+        "pageCount": page_count(total, size),
+        "pageIndex": page,
+        "pageSize": size,
+    }
+
+
+def _artifact_entries(items: list[store.ArtifactListItem]) -> list[schemas.ArtifactListEntry]:
+    return [
+        schemas.ArtifactListEntry(
+            name=i.artifact.name,
+            registryIdentifier=i.registry.identifier,
+            packageType=i.registry.package_type,
+            artifactType=i.artifact.artifact_type or None,
+            labels=i.artifact.labels,
+            downloadsCount=i.artifact.downloads_count,
+            lastModified=_ms(i.artifact.modified_at),
+            latestVersion=i.artifact.latest_version,
+            uuid=i.artifact.uuid,
+            registryUUID=i.registry.uuid,
+        )
+        for i in items
+    ]
+
+
+@router.get(
+    "/registry/{registry_ref}/artifacts",
+    summary="List a registry's artifacts",
+    response_model_exclude_none=True,
+)
+async def list_registry_artifacts(
+    access: RegistryView,
+    label: Labels = None,
+    search_term: SearchTerm = None,
+    artifact_type: ArtifactTypeQuery = None,
+    page: Page0 = 0,
+    size: Size = 20,
+    sort_field: ArtifactSort = "lastModified",
+    sort_order: SortOrder = "DESC",
+) -> schemas.Success[schemas.ArtifactList]:
+    def work(
+        conn: Connection, registry: store.RegistryRow
+    ) -> tuple[list[store.ArtifactListItem], int]:
+        store.check_artifact_type(registry, artifact_type)
+        return store.list_artifacts(
+            conn,
+            [registry],
+            labels=label or [],
+            search=search_term,
+            artifact_type=artifact_type,
+            page=page,
+            size=size,
+            sort_field=sort_field,
+            sort_order=sort_order,
+        )
+
+    items, total = await access.read(work)
+    return schemas.Success(
+        data=schemas.ArtifactList(artifacts=_artifact_entries(items), **_paged(total, page, size))
+    )
+
+
+@router.get(
+    "/registry/{registry_ref}/artifact/labels",
+    summary="List the distinct labels of a registry's artifacts",
+)
+async def list_registry_labels(
+    access: RegistryView, search_term: SearchTerm = None, page: Page0 = 0, size: Size = 20
+) -> schemas.Success[schemas.LabelList]:
+    labels, total = await access.read(store.list_registry_labels, search_term, page, size)
+    return schemas.Success(data=schemas.LabelList(labels=labels, **_paged(total, page, size)))
+
+
+@router.get(
+    "/spaces/{space_ref}/artifacts",
+    summary="List the artifacts of a space and the spaces below it",
+    response_model_exclude_none=True,
+)
+async def list_space_artifacts(
+    access: SpaceView,
+    label: Labels = None,
+    search_term: SearchTerm = None,
+    artifact_type: ArtifactTypeQuery = None,
+    reg_identifier: Annotated[list[str] | None, Query(description="Repeatable")] = None,
+    package_type: Annotated[
+        list[schemas.PackageType] | None, Query(description="Repeatable")
+    ] = None,
+    page: Page0 = 0,
+    size: Size = 20,
+    sort_field: ArtifactSort = "lastModified",
+    sort_order: SortOrder = "DESC",
+) -> schemas.Success[schemas.ArtifactList]:
+    def work(conn: Connection, space: str) -> tuple[list[store.ArtifactListItem], int]:
+        registries = store.registries_under(
+            conn, space, identifiers=reg_identifier, package_types=list(package_type or [])
+        )
+        return store.list_artifacts(
+            conn,
+            registries,
+            labels=label or [],
+            search=search_term,
+            artifact_type=artifact_type,
+            page=page,
+            size=size,
+            sort_field=sort_field,
+            sort_order=sort_order,
+        )
+
+    items, total = await access.read(work)
+    return schemas.Success(
+        data=schemas.ArtifactList(artifacts=_artifact_entries(items), **_paged(total, page, size))
+    )
+
+
+@router.get("/spaces/{space_ref}/registries", summary="List the registries of a space and below")
+async def list_space_registries(
+    request: Request,
+    access: SpaceView,
+    package_type: Annotated[schemas.PackageType | None, Query()] = None,
+    search_term: SearchTerm = None,
+    page: Page0 = 0,
+    size: Size = 20,
+    sort_field: Annotated[Literal["identifier", "lastModified"], Query()] = "lastModified",
+    sort_order: SortOrder = "DESC",
+) -> schemas.Success[schemas.RegistryList]:
+    items, total = await access.read(
+        lambda conn, space: store.list_registries(
+            conn,
+            space,
+            package_type=package_type,
+            search=search_term,
+            page=page,
+            size=size,
+            sort_field=sort_field,
+            sort_order=sort_order,
+        )
+    )
+    entries = []
+    for item in items:
+        full = _registry_out(request, item.registry)
+        entries.append(
+            schemas.RegistryListEntry(
+                identifier=full.identifier,
+                packageType=full.packageType,
+                type=full.config.type,
+                description=full.description,
+                labels=full.labels,
+                artifactsCount=item.artifacts,
+                downloadsCount=item.downloads,
+                lastModified=full.modifiedAt,
+                url=full.url,
+                uuid=full.uuid,
+            )
+        )
+    return schemas.Success(
+        data=schemas.RegistryList(registries=entries, **_paged(total, page, size))
+    )

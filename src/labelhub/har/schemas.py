@@ -134,3 +134,50 @@ class ArtifactSummary(BaseModel):
     modifiedAt: str
     uuid: str
     registryUUID: str
+
+
+class ArtifactListEntry(BaseModel):
+    name: str
+    registryIdentifier: str
+    packageType: PackageType
+    artifactType: ArtifactType | None = Field(
+        default=None, description="HUGGINGFACE registries only; omitted otherwise"
+    )
+    labels: list[str]
+    downloadsCount: int
+    lastModified: str
+    latestVersion: str | None
+    uuid: str
+    registryUUID: str
+
+
+class Paged(BaseModel):
+    itemCount: int
+    pageCount: int
+    pageIndex: int
+    pageSize: int
+
+
+class ArtifactList(Paged):
+    artifacts: list[ArtifactListEntry]
+
+
+class LabelList(Paged):
+    labels: list[str]
+
+
+class RegistryListEntry(BaseModel):
+    identifier: str
+    packageType: PackageType
+    type: Literal["VIRTUAL", "UPSTREAM"]
+    description: str
+    labels: list[str]
+    artifactsCount: int
+    downloadsCount: int
+    lastModified: str
+    url: str
+    uuid: str
+
+
+class RegistryList(Paged):
+    registries: list[RegistryListEntry]

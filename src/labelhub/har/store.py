@@ -6,13 +6,15 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from labelhub.actionhub.schemas import FORBIDDEN
 from labelhub.core.errors import Conflict, Invalid, NotFound
 from labelhub.core.keys import now_ms
-from labelhub.core.models import Artifact, ArtifactLabel, Registry, Space
+from labelhub.core.models import Artifact, ArtifactLabel, Registry, RegistryLabel, Space
+from labelhub.core.pagination import offset_of
 
 HUGGINGFACE = "HUGGINGFACE"
 
@@ -211,17 +213,52 @@ def find_artifact(
 
 
 def _write_labels(
-    conn: Connection, registry: RegistryRow, artifact_id: int, labels: list[str]
+    conn: Connection, registry: RegistryRow, artifact_id: int, new: list[str], old: list[str]
 ) -> None:
-    conn.execute(delete(ArtifactLabel).where(ArtifactLabel.artifact_id == artifact_id))
-    if labels:
+    """Set an artifact's labels from ``old`` to ``new``; keep the registry's label counts."""
+    added = [label for label in new if label not in set(old)]
+    removed = [label for label in old if label not in set(new)]
+    if removed:
+        conn.execute(
+            delete(ArtifactLabel).where(
+                ArtifactLabel.artifact_id == artifact_id, ArtifactLabel.label.in_(removed)
+            )
+        )
+        _count_labels(conn, registry, removed, -1)
+    if added:
         conn.execute(
             insert(ArtifactLabel),
             [
                 {"artifact_id": artifact_id, "label": label, "registry_id": registry.id}
-                for label in labels
+                for label in added
             ],
         )
+        _count_labels(conn, registry, added, +1)
+
+
+def _count_labels(conn: Connection, registry: RegistryRow, labels: list[str], step: int) -> None:
+    if step > 0:
+        statement = _insert(conn)(RegistryLabel).values(
+            [
+                {
+                    "registry_id": registry.id,
+                    "label": label,
+                    "label_folded": label.casefold(),
+                    "artifacts": 1,
+                }
+                for label in labels
+            ]
+        )
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[RegistryLabel.registry_id, RegistryLabel.label],
+                set_={"artifacts": RegistryLabel.artifacts + 1},
+            )
+        )
+        return
+    mine = (RegistryLabel.registry_id == registry.id) & RegistryLabel.label.in_(labels)
+    conn.execute(update(RegistryLabel).where(mine).values(artifacts=RegistryLabel.artifacts - 1))
+    conn.execute(delete(RegistryLabel).where(mine, RegistryLabel.artifacts <= 0))
 
 
 def register_artifact(
@@ -245,6 +282,7 @@ def register_artifact(
                 uuid=str(uuidlib.uuid4()),
                 registry_id=registry.id,
                 name=name,
+                name_folded=name.casefold(),
                 artifact_type=artifact_type or "",
                 latest_version=version,
                 downloads_count=0,
@@ -260,7 +298,7 @@ def register_artifact(
             f"An artifact{kind} named {name!r} already exists in this registry"
         ) from None
     savepoint.commit()
-    _write_labels(conn, registry, artifact_id, labels)
+    _write_labels(conn, registry, artifact_id, labels, [])
     return find_artifact(conn, registry, name, artifact_type)
 
 
@@ -279,7 +317,7 @@ def replace_labels(
     )
     if touched.rowcount == 0:
         raise NotFound("Artifact not found")
-    _write_labels(conn, registry, artifact.id, labels)
+    _write_labels(conn, registry, artifact.id, labels, artifact.labels)
     return find_artifact(conn, registry, name, artifact.artifact_type or None)
 
 
@@ -287,4 +325,164 @@ def delete_artifact(
     conn: Connection, registry: RegistryRow, name: str, artifact_type: str | None
 ) -> None:
     artifact = find_artifact(conn, registry, name, artifact_type, lock=True)
+    _write_labels(conn, registry, artifact.id, [], artifact.labels)
     conn.execute(delete(Artifact).where(Artifact.id == artifact.id))
+
+
+# --- listings -------------------------------------------------------------------------------
+
+ARTIFACT_SORT = {
+    "name": Artifact.name,
+    "lastModified": Artifact.modified_at,
+    "downloadsCount": Artifact.downloads_count,
+}
+REGISTRY_SORT = {"identifier": Registry.identifier, "lastModified": Registry.modified_at}
+
+
+def _contains(conn: Connection, column: Any, search: str) -> Any:
+    """``column`` (folded text) holds ``search.casefold()`` as a plain substring (no wildcards)."""
+    function = func.instr if conn.dialect.name == "sqlite" else func.strpos
+    return function(column, search.casefold()) > 0
+
+
+def _unmatchable(search: str | None) -> bool:
+    return search is not None and FORBIDDEN.search(search) is not None
+
+
+@dataclass(frozen=True)
+class ArtifactListItem:
+    registry: RegistryRow
+    artifact: ArtifactRow
+
+
+def list_artifacts(
+    conn: Connection,
+    registries: list[RegistryRow],
+    *,
+    labels: list[str],
+    search: str | None,
+    artifact_type: str | None,
+    page: int,
+    size: int,
+    sort_field: str,
+    sort_order: str,
+) -> tuple[list[ArtifactListItem], int]:
+    """Artifacts of the given registries carrying every label in ``labels``, one page of them."""
+    by_id = {r.id: r for r in registries}
+    if not by_id or _unmatchable(search):
+        return [], 0
+    query = select(*_ARTIFACT_COLUMNS, Artifact.registry_id).where(Artifact.registry_id.in_(by_id))
+    if artifact_type is not None:
+        query = query.where(Artifact.artifact_type == artifact_type)
+    wanted = sorted(set(labels))
+    if wanted:
+        carrying_all = (
+            select(ArtifactLabel.artifact_id)
+            .where(ArtifactLabel.registry_id.in_(by_id), ArtifactLabel.label.in_(wanted))
+            .group_by(ArtifactLabel.artifact_id)
+            .having(func.count() == len(wanted))
+        )
+        query = query.where(Artifact.id.in_(carrying_all))
+    if search:
+        query = query.where(_contains(conn, Artifact.name_folded, search))
+    total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    offset = offset_of(page, size, first_page=0)
+    if offset >= total:
+        return [], total
+    column = ARTIFACT_SORT[sort_field]
+    ordering = (
+        (column.asc(), Artifact.id.asc())
+        if sort_order == "ASC"
+        else (column.desc(), Artifact.id.desc())
+    )
+    rows = conn.execute(query.order_by(*ordering).limit(size).offset(offset)).all()
+    labels_by_artifact = _labels_of(conn, [row.id for row in rows])
+    return [
+        ArtifactListItem(
+            by_id[row.registry_id], ArtifactRow(*row[:8], labels=labels_by_artifact[row.id])
+        )
+        for row in rows
+    ], total
+
+
+def list_registry_labels(
+    conn: Connection, registry: RegistryRow, search: str | None, page: int, size: int
+) -> tuple[list[str], int]:
+    """The registry's distinct labels, sorted; paging and the total count labels."""
+    if _unmatchable(search):
+        return [], 0
+    query = select(RegistryLabel.label).where(RegistryLabel.registry_id == registry.id)
+    if search:
+        query = query.where(_contains(conn, RegistryLabel.label_folded, search))
+    total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    offset = offset_of(page, size, first_page=0)
+    if offset >= total:
+        return [], total
+    labels = conn.execute(query.order_by(RegistryLabel.label).limit(size).offset(offset)).scalars()
+    return list(labels), total
+
+
+def registries_under(
+    conn: Connection,
+    space: str,
+    *,
+    identifiers: list[str] | None = None,
+    package_types: list[str] | None = None,
+) -> list[RegistryRow]:
+    """The registries of ``space`` and of every space below it."""
+    query = (
+        select(*_REGISTRY_COLUMNS)
+        .join(Space, Space.id == Registry.space_id)
+        .where((Space.path == space) | (func.substr(Space.path, 1, len(space) + 1) == space + "/"))
+    )
+    if identifiers:
+        query = query.where(Registry.identifier.in_(identifiers))
+    if package_types:
+        query = query.where(Registry.package_type.in_(package_types))
+    return [_registry(row) for row in conn.execute(query.order_by(Registry.id))]
+
+
+@dataclass(frozen=True)
+class RegistryListItem:
+    registry: RegistryRow
+    artifacts: int
+    downloads: int
+
+
+def list_registries(
+    conn: Connection,
+    space: str,
+    *,
+    package_type: str | None,
+    search: str | None,
+    page: int,
+    size: int,
+    sort_field: str,
+    sort_order: str,
+) -> tuple[list[RegistryListItem], int]:
+    if _unmatchable(search):
+        return [], 0
+    found = registries_under(conn, space, package_types=[package_type] if package_type else None)
+    if search:
+        needle = search.casefold()
+        found = [r for r in found if needle in r.identifier.casefold()]
+    key = {
+        "identifier": lambda r: (r.identifier.encode(), r.id),
+        "lastModified": lambda r: (r.modified_at, r.id),
+    }[sort_field]
+    found.sort(key=key, reverse=sort_order == "DESC")
+    offset = offset_of(page, size, first_page=0)
+    chosen = found[offset : offset + size]
+    figures: dict[int, tuple[int, int]] = {}
+    if chosen:
+        for registry_id, count, downloads in conn.execute(
+            select(
+                Artifact.registry_id,
+                func.count(),
+                func.coalesce(func.sum(Artifact.downloads_count), 0),
+            )
+            .where(Artifact.registry_id.in_([r.id for r in chosen]))
+            .group_by(Artifact.registry_id)
+        ):
+            figures[registry_id] = (int(count), int(downloads))
+    return [RegistryListItem(r, *figures.get(r.id, (0, 0))) for r in chosen], len(found)

@@ -1,0 +1,272 @@
+"""HAR listings: registry artifacts, distinct labels, space artifacts, space registries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.test_har_core import Har, envelope_error
+
+P = "/har/api/v1"
+ENTRY_KEYS = {
+    "name",
+    "registryIdentifier",
+    "packageType",
+    "labels",
+    "downloadsCount",
+    "lastModified",
+    "latestVersion",
+    "uuid",
+    "registryUUID",
+}
+
+
+@pytest.fixture
+async def filled(client: httpx.AsyncClient, make_key: Callable[..., str]) -> Har:
+    h = Har(client, make_key("space:acct=edit"), make_key)
+    await h.registry("acct", "docker", "DOCKER")
+    await h.registry("acct/org", "hf", "HUGGINGFACE")
+    await h.registry("acct/org/proj", "py", "PYTHON")
+    for i, (name, labels) in enumerate(
+        [
+            ("library/nginx", ["prod", "web", "x"]),
+            ("library/redis", ["prod", "cache"]),
+            ("Web_App", ["web", "prod", "canary"]),
+            ("50%off", ["web"]),
+            ("plain", []),
+        ]
+    ):
+        r = await h.artifact("acct%2Fdocker", name, labels=labels, version=f"1.{i}")
+        assert r.status_code == 201
+    await h.artifact("acct%2Forg%2Fhf", "bert", artifactType="model", labels=["prod", "nlp"])
+    await h.artifact("acct%2Forg%2Fhf", "bert", artifactType="dataset", labels=["nlp"])
+    await h.artifact("acct%2Forg%2Fproj%2Fpy", "requests", labels=["prod"])
+    return h
+
+
+async def get(h: Har, path: str, **params: Any) -> dict[str, Any]:
+    r = await h.http.get(P + path, params=params, headers=h.h())
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "SUCCESS"
+    data: dict[str, Any] = r.json()["data"]
+    return data
+
+
+def names(data: dict[str, Any]) -> list[str]:
+    return [a["name"] for a in data["artifacts"]]
+
+
+async def test_registry_artifacts_shape_and_default_order(filled: Har) -> None:
+    data = await get(filled, "/registry/acct%2Fdocker/artifacts")
+    assert set(data) == {"artifacts", "itemCount", "pageCount", "pageIndex", "pageSize"}
+    assert (data["itemCount"], data["pageCount"], data["pageIndex"], data["pageSize"]) == (
+        5,
+        1,
+        0,
+        20,
+    )
+    assert names(data) == [
+        "plain",
+        "50%off",
+        "Web_App",
+        "library/redis",
+        "library/nginx",
+    ]  # lastModified DESC
+    entry = data["artifacts"][-1]
+    assert set(entry) == ENTRY_KEYS  # artifactType only for HUGGINGFACE
+    assert entry["registryIdentifier"] == "docker" and entry["packageType"] == "DOCKER"
+    assert entry["labels"] == ["prod", "web", "x"] and entry["latestVersion"] == "1.0"
+
+
+async def test_label_filter_needs_every_label(filled: Har) -> None:
+    assert names(
+        await get(
+            filled,
+            "/registry/acct%2Fdocker/artifacts",
+            label="prod",
+            sort_field="name",
+            sort_order="ASC",
+        )
+    ) == ["Web_App", "library/nginx", "library/redis"]
+    data = await get(
+        filled,
+        "/registry/acct%2Fdocker/artifacts",
+        label=["prod", "web"],
+        sort_field="name",
+        sort_order="ASC",
+    )
+    assert names(data) == ["Web_App", "library/nginx"] and data["itemCount"] == 2
+    assert names(
+        await get(filled, "/registry/acct%2Fdocker/artifacts", label=["prod", "web", "canary"])
+    ) == ["Web_App"]
+    assert (await get(filled, "/registry/acct%2Fdocker/artifacts", label=["prod", "nope"]))[
+        "itemCount"
+    ] == 0
+    assert names(
+        await get(
+            filled,
+            "/registry/acct%2Fdocker/artifacts",
+            label=["web", "web"],
+            sort_field="name",
+            sort_order="ASC",
+        )
+    ) == ["50%off", "Web_App", "library/nginx"]
+
+
+async def test_search_term_and_sorting(filled: Har) -> None:
+    path = "/registry/acct%2Fdocker/artifacts"
+    assert names(
+        await get(filled, path, search_term="WEB", sort_field="name", sort_order="ASC")
+    ) == ["Web_App"]
+    assert names(await get(filled, path, search_term="%")) == ["50%off"]
+    assert names(await get(filled, path, search_term="_")) == ["Web_App"]
+    assert names(
+        await get(filled, path, search_term="library/", sort_field="name", sort_order="DESC")
+    ) == ["library/redis", "library/nginx"]
+    assert (await get(filled, path, search_term="a\u0000"))["itemCount"] == 0
+    by_name = names(await get(filled, path, sort_field="name", sort_order="ASC"))
+    assert by_name == sorted(by_name, key=str.encode)
+    for bad in (
+        {"sort_field": "size"},
+        {"sort_order": "up"},
+        {"page": -1},
+        {"size": 0},
+        {"size": 101},
+    ):
+        envelope_error(400)(await filled.http.get(P + path, params=bad, headers=filled.h()))
+
+
+async def test_paging(filled: Har) -> None:
+    path = "/registry/acct%2Fdocker/artifacts"
+    pages = [
+        await get(filled, path, size=2, page=i, sort_field="name", sort_order="ASC")
+        for i in range(4)
+    ]
+    assert [(p["itemCount"], p["pageCount"], p["pageIndex"], p["pageSize"]) for p in pages] == [
+        (5, 3, i, 2) for i in range(4)
+    ]
+    assert [n for p in pages for n in names(p)] == sorted(
+        names(await get(filled, path)), key=str.encode
+    )
+    assert pages[3]["artifacts"] == []
+
+
+async def test_artifact_type_on_listings(filled: Har) -> None:
+    data = await get(filled, "/registry/acct%2Forg%2Fhf/artifacts", sort_field="name")
+    assert sorted(a["artifactType"] for a in data["artifacts"]) == ["dataset", "model"]
+    data = await get(filled, "/registry/acct%2Forg%2Fhf/artifacts", artifact_type="model")
+    assert [(a["name"], a["artifactType"]) for a in data["artifacts"]] == [("bert", "model")]
+    envelope_error(400, "artifact_type applies to HUGGINGFACE registries only")(
+        await filled.http.get(
+            P + "/registry/acct%2Fdocker/artifacts",
+            params={"artifact_type": "model"},
+            headers=filled.h(),
+        )
+    )
+
+
+async def test_distinct_labels_page_by_labels(filled: Har) -> None:
+    path = "/registry/acct%2Fdocker/artifact/labels"
+    data = await get(filled, path)
+    assert data == {
+        "labels": ["cache", "canary", "prod", "web", "x"],
+        "itemCount": 5,
+        "pageCount": 1,
+        "pageIndex": 0,
+        "pageSize": 20,
+    }
+    assert await get(filled, path, size=2, page=1) == {
+        "labels": ["prod", "web"],
+        "itemCount": 5,
+        "pageCount": 3,
+        "pageIndex": 1,
+        "pageSize": 2,
+    }
+    assert (await get(filled, path, search_term="CA"))["labels"] == ["cache", "canary"]
+    # Counts follow label updates and deletes.
+    await filled.http.put(
+        P + "/registry/acct%2Fdocker/artifact/library%2Fredis/labels",
+        json={"labels": ["prod", "new"]},
+        headers=filled.h(),
+    )
+    await filled.http.delete(P + "/registry/acct%2Fdocker/artifact/Web_App", headers=filled.h())
+    assert (await get(filled, path))["labels"] == ["new", "prod", "web", "x"]
+    assert (await get(filled, "/registry/acct%2Forg%2Fhf/artifact/labels"))["labels"] == [
+        "nlp",
+        "prod",
+    ]
+
+
+async def test_space_artifacts_cover_the_spaces_below(filled: Har) -> None:
+    data = await get(
+        filled, "/spaces/acct/artifacts", sort_field="name", sort_order="ASC", size=100
+    )
+    assert data["itemCount"] == 8
+    assert {a["registryIdentifier"] for a in data["artifacts"]} == {"docker", "hf", "py"}
+    data = await get(
+        filled, "/spaces/acct/org/+/artifacts", label="prod", sort_field="name", sort_order="ASC"
+    )
+    assert [(a["registryIdentifier"], a["name"]) for a in data["artifacts"]] == [
+        ("hf", "bert"),
+        ("py", "requests"),
+    ]
+    assert (await get(filled, "/spaces/acct%2Forg%2Fproj/artifacts"))["itemCount"] == 1
+    data = await get(
+        filled, "/spaces/acct/artifacts", reg_identifier=["py", "hf"], package_type="PYTHON"
+    )
+    assert names(data) == ["requests"]
+    envelope_error(400)(
+        await filled.http.get(
+            P + "/spaces/acct/artifacts", params={"package_type": "BOGUS"}, headers=filled.h()
+        )
+    )
+    viewer = filled.make_key("space:acct/org=view")
+    assert (
+        await filled.http.get(P + "/spaces/acct%2Forg/artifacts", headers=filled.h(viewer))
+    ).status_code == 200
+    envelope_error(403)(
+        await filled.http.get(P + "/spaces/acct/artifacts", headers=filled.h(viewer))
+    )
+    envelope_error(401)(await filled.http.get(P + "/spaces/acct/artifacts"))
+
+
+async def test_space_registries(filled: Har) -> None:
+    data = await get(filled, "/spaces/acct/registries", sort_field="identifier", sort_order="ASC")
+    assert (data["itemCount"], data["pageCount"], data["pageIndex"], data["pageSize"]) == (
+        3,
+        1,
+        0,
+        20,
+    )
+    assert [r["identifier"] for r in data["registries"]] == ["docker", "hf", "py"]
+    docker = data["registries"][0]
+    assert set(docker) == {
+        "identifier",
+        "packageType",
+        "type",
+        "description",
+        "labels",
+        "artifactsCount",
+        "downloadsCount",
+        "lastModified",
+        "url",
+        "uuid",
+    }
+    assert (
+        docker["artifactsCount"] == 5
+        and docker["type"] == "VIRTUAL"
+        and docker["downloadsCount"] == 0
+    )
+    assert [
+        r["identifier"]
+        for r in (await get(filled, "/spaces/acct/registries", package_type="PYTHON"))["registries"]
+    ] == ["py"]
+    assert [
+        r["identifier"]
+        for r in (await get(filled, "/spaces/acct/registries", search_term="H"))["registries"]
+    ] == ["hf"]
+    assert (await get(filled, "/spaces/acct%2Forg/registries"))["itemCount"] == 2
+    assert (await get(filled, "/spaces/acct/registries", page=5))["registries"] == []
