@@ -443,3 +443,74 @@ async def test_unknown_route_and_method_in_the_envelope(har: Har) -> None:
         await har.http.get(f"{P}/registry/acct%2Fgeneric/nonsense", headers=har.h())
     )
     envelope_error(405)(await har.http.patch(f"{P}/registry/acct%2Fgeneric", headers=har.h()))
+
+
+# --- every route in every path form ---------------------------------------------------------
+
+DEEP_REGISTRY_FORMS = {"encoded": "acct%2Forg%2Fproj%2Fdeep", "plain": "acct/org/proj/deep/+"}
+
+
+@pytest.mark.parametrize("form", DEEP_REGISTRY_FORMS)
+async def test_registry_routes_in_both_forms(har: Har, form: str) -> None:
+    ref = DEEP_REGISTRY_FORMS[form]
+    assert (await har.registry("acct/org/proj", "deep")).status_code == 201
+    calls = [
+        ("GET", f"/registry/{ref}", None, 200),
+        ("PUT", f"/registry/{ref}", {"description": "x"}, 200),
+        ("POST", f"/registry/{ref}/artifacts", {"name": "a/b"}, 201),
+        ("GET", f"/registry/{ref}/artifacts", None, 200),
+        ("GET", f"/registry/{ref}/artifact/labels", None, 200),
+        ("DELETE", f"/registry/{ref}", None, 200),
+    ]
+    for method, path, body, status in calls:
+        r = await har.http.request(method, P + path, json=body, headers=har.h())
+        assert r.status_code == status, (method, path, r.text)
+
+
+@pytest.mark.parametrize("registry_form", DEEP_REGISTRY_FORMS)
+@pytest.mark.parametrize("artifact_form", ARTIFACT_FORMS)
+async def test_artifact_routes_in_every_combination(
+    har: Har, registry_form: str, artifact_form: str
+) -> None:
+    assert (await har.registry("acct/org/proj", "deep")).status_code == 201
+    name, written = ARTIFACT_FORMS[artifact_form]
+    assert (await har.artifact("acct%2Forg%2Fproj%2Fdeep", name, labels=["l"])).status_code == 201
+    base = f"{P}/registry/{DEEP_REGISTRY_FORMS[registry_form]}/artifact/{written}"
+    r = await har.http.get(f"{base}/summary", headers=har.h())
+    assert r.status_code == 200 and r.json()["data"]["imageName"] == name
+    r = await har.http.put(f"{base}/labels", json={"labels": ["m"]}, headers=har.h())
+    assert r.status_code == 200 and r.json()["data"]["labels"] == ["m"]
+    r = await har.http.delete(base, headers=har.h())
+    assert r.status_code == 200
+    assert (await har.http.get(f"{base}/summary", headers=har.h())).status_code == 404
+
+
+@pytest.mark.parametrize("space", ["acct%2Forg", "acct/org/+", "acct"])
+async def test_space_routes_in_every_form(har: Har, space: str) -> None:
+    for route in ("artifacts", "registries"):
+        r = await har.http.get(f"{P}/spaces/{space}/{route}", headers=har.h())
+        assert r.status_code == 200, r.text
+    r = await har.http.get(f"{P}/spaces/{space}/registries", headers=har.h())
+    expected = {"models"} if space != "acct" else {"models", "generic"}
+    assert {x["identifier"] for x in r.json()["data"]["registries"]} == expected
+
+
+async def test_huggingface_name_alone_finds_the_only_one(har: Har) -> None:
+    await har.artifact("acct%2Forg%2Fmodels", "solo", artifactType="dataset", labels=["d"])
+    r = await har.http.get(
+        f"{P}/registry/acct%2Forg%2Fmodels/artifact/solo/summary", headers=har.h()
+    )
+    assert r.status_code == 200 and r.json()["data"]["artifactType"] == "dataset"
+    r = await har.http.put(
+        f"{P}/registry/acct%2Forg%2Fmodels/artifact/solo/labels",
+        json={"labels": ["e"]},
+        headers=har.h(),
+    )
+    assert r.status_code == 200 and r.json()["data"]["labels"] == ["e"]
+    envelope_error(404)(
+        await har.http.get(
+            f"{P}/registry/acct%2Forg%2Fmodels/artifact/solo/summary",
+            params={"artifact_type": "model"},
+            headers=har.h(),
+        )
+    )
