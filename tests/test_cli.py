@@ -253,3 +253,53 @@ def test_labels_import_errors(cli, tmp_path) -> None:  # type: ignore[no-untyped
     cli("programs", "create", "p")
     code, _, err = cli("labels", "import", str(latin), "--program", "p")
     assert code == 1 and "not UTF-8" in one_line(err)
+
+
+def test_har_commands(cli) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = cli(
+        "har",
+        "create-registry",
+        "acct/org",
+        "models",
+        "--package-type",
+        "HUGGINGFACE",
+        "--label",
+        "b",
+        "--label",
+        "a",
+    )
+    assert code == 0 and out.startswith("acct/org/models\tHUGGINGFACE\t")
+    code, _, err = cli("har", "create-registry", "acct/other", "models", "--package-type", "NPM")
+    assert (
+        code == 1
+        and one_line(err) == "labelhub: error: Registry 'models' already exists in space 'acct/org'"
+    )
+    code, _, err = cli("har", "create-registry", "acct", "Bad_Name", "--package-type", "NPM")
+    assert code == 2 and one_line(err).startswith("labelhub: error: identifier:")
+    code, _, err = cli("har", "create-registry", "acct", "ok", "--package-type", "NOPE")
+    assert code == 2 and one_line(err).startswith("labelhub: error: packageType:")
+    code, out, _ = cli("har", "registries", "acct")
+    assert code == 0 and out == "acct/org/models\tHUGGINGFACE\ta,b\n"
+    code, out, _ = cli(
+        "har",
+        "register-artifact",
+        "acct/org/models",
+        "org/bert",
+        "--type",
+        "model",
+        "--label",
+        "nlp",
+    )
+    assert code == 0 and out.startswith("org/bert\tmodel\tnlp\t")
+    code, _, err = cli("har", "register-artifact", "acct/org/models", "org/bert", "--type", "model")
+    assert code == 1 and "already exists" in one_line(err)
+    code, _, err = cli("har", "register-artifact", "acct/org/models", "gpt")
+    assert (
+        code == 1
+        and one_line(err)
+        == "labelhub: error: artifactType (model or dataset) is required in a HUGGINGFACE registry"
+    )
+    code, _, err = cli("har", "register-artifact", "acct/nope", "gpt")
+    assert code == 1 and one_line(err) == "labelhub: error: Registry not found"
+    code, _, err = cli("har", "register-artifact", "justone", "gpt")
+    assert code == 2 and one_line(err).startswith("labelhub: error: Cannot parse registry_ref")

@@ -12,10 +12,10 @@ import io
 import json
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, TypeVar
 
 import pydantic
 import typer
@@ -42,10 +42,15 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 programs_app = typer.Typer(help="ActionHub programs.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 labels_app = typer.Typer(help="ActionHub labels.", no_args_is_help=True)
+har_app = typer.Typer(help="HAR registries and artifacts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(programs_app, name="programs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(labels_app, name="labels")
+app.add_typer(har_app, name="har")
+
+
+T = TypeVar("T")
 
 
 class UsageFailure(Exception):
@@ -55,13 +60,23 @@ class UsageFailure(Exception):
 def load_settings() -> Settings:
     try:
         settings = Settings()
+        if settings.admin_key is not None:
+            check_admin_key(settings.admin_key.get_secret_value())
     except pydantic.ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise UsageFailure(f"LABELHUB_{field.upper()}: {first['msg']}") from None
-    if settings.admin_key is not None:
-        check_admin_key(settings.admin_key.get_secret_value())
+    except Invalid as error:
+        raise UsageFailure(error.message) from None
     return settings
+
+
+def usage(check: Callable[[], T]) -> T:
+    """Run an argument check; its ``Invalid`` is a usage error (exit 2)."""
+    try:
+        return check()
+    except Invalid as error:
+        raise UsageFailure(error.message) from None
 
 
 def migrate(db: dbmod.Database, *, bootstrap: bool = False) -> str | None:
@@ -398,6 +413,106 @@ def _checked_label(number: int, label: object, weight: object) -> tuple[str, flo
     return item.label, item.weight
 
 
+# --- har ------------------------------------------------------------------------------------
+
+
+@har_app.command("create-registry")
+def har_create_registry(
+    space: Annotated[str, typer.Argument(help="<account>[/<org>[/<project>]]")],
+    identifier: Annotated[str, typer.Argument(help="Lowercase letters and digits joined by . _ -")],
+    package_type: Annotated[
+        str, typer.Option("--package-type", help="DOCKER, PYTHON, HUGGINGFACE, ...")
+    ],
+    description: Annotated[str, typer.Option(help="A description.")] = "",
+    label: Annotated[list[str] | None, typer.Option("--label", help="Repeatable.")] = None,
+) -> None:
+    """Create a (VIRTUAL) registry in a space."""
+    from labelhub.har import store as har_store
+    from labelhub.har.deps import space_path
+    from labelhub.har.schemas import RegistryIn
+
+    try:
+        checked = RegistryIn.model_validate(
+            {
+                "identifier": identifier,
+                "packageType": package_type,
+                "description": description,
+                "labels": label or [],
+                "config": {"type": "VIRTUAL"},
+            }
+        )
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        raise UsageFailure(f"{first['loc'][0]}: {first['msg']}") from None
+    path = usage(lambda: space_path(space))
+    with database() as db:
+        row = db.run_write(
+            har_store.create_registry,
+            path,
+            checked.identifier,
+            checked.packageType,
+            checked.description or "",
+            checked.labels or [],
+        )
+    typer.echo(f"{row.space}/{row.identifier}\t{row.package_type}\t{row.uuid}")
+
+
+@har_app.command("registries")
+def har_registries(
+    space: Annotated[str, typer.Argument(help="<account>[/<org>[/<project>]]")],
+) -> None:
+    """List the registries of a space and the spaces below it."""
+    from labelhub.har import store as har_store
+    from labelhub.har.deps import space_path
+
+    path = usage(lambda: space_path(space))
+    with database() as db:
+        rows = db.run_read(lambda conn: har_store.registries_under(conn, path))
+    for row in rows:
+        typer.echo(f"{row.space}/{row.identifier}\t{row.package_type}\t{','.join(row.labels)}")
+
+
+@har_app.command("register-artifact")
+def har_register_artifact(
+    registry_ref: Annotated[str, typer.Argument(help="<space>/<registry>, e.g. acct/org/models")],
+    name: Annotated[str, typer.Argument(help="The artifact name (may hold /).")],
+    artifact_type: Annotated[
+        str | None, typer.Option("--type", help="model or dataset (HUGGINGFACE only).")
+    ] = None,
+    version: Annotated[str | None, typer.Option(help="The version registered.")] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", help="Repeatable.")] = None,
+) -> None:
+    """Register an artifact by its metadata."""
+    from labelhub.har import store as har_store
+    from labelhub.har.deps import registry_path
+    from labelhub.har.schemas import ArtifactIn
+
+    try:
+        checked = ArtifactIn.model_validate(
+            {"name": name, "artifactType": artifact_type, "version": version, "labels": label or []}
+        )
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        raise UsageFailure(f"{first['loc'][0]}: {first['msg']}") from None
+    space, identifier = usage(lambda: registry_path(registry_ref))
+    with database() as db:
+
+        def work(conn: Connection) -> har_store.ArtifactRow:
+            registry = har_store.find_registry(conn, space, identifier)
+            return har_store.register_artifact(
+                conn,
+                registry,
+                checked.name,
+                checked.artifactType,
+                checked.version,
+                checked.labels or [],
+            )
+
+        artifact = db.run_write(work)
+    labels = ",".join(artifact.labels)
+    typer.echo(f"{artifact.name}\t{artifact.artifact_type or '-'}\t{labels}\t{artifact.uuid}")
+
+
 def _iso(ms: int | None) -> str:
     from labelhub.admin import as_datetime
 
@@ -426,8 +541,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except typer.Abort:
         echo_err("labelhub: aborted")
         return 1
-    except (UsageFailure, Invalid) as error:
-        echo_err(f"labelhub: error: {getattr(error, 'message', error)}")
+    except UsageFailure as error:
+        echo_err(f"labelhub: error: {error}")
         return 2
     except Unavailable as error:
         echo_err(f"labelhub: error: {error.message}")
