@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import datetime as dt
 import json
+import os
+import platform
+import shlex
 import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -43,3 +55,174 @@ def write_report(out: str, kind: str, db: str, report: dict[str, Any]) -> Path:
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# A request of a workload: (path, query parameters).
+Request = tuple[str, dict[str, Any]]
+
+
+def serve(url: str, admin: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``labelhub serve`` on ``url`` in a subprocess; its base URL once it answers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABELHUB_")}
+    env.update(LABELHUB_DATABASE_URL=url, LABELHUB_ADMIN_KEY=admin, LABELHUB_LOG_LEVEL="warning")
+    exe = Path(sys.executable).parent / "labelhub"
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port)], env=env, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(base + "/healthz").status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("labelhub did not start")
+
+
+def measure(
+    base: str, requests: list[Request], count: int, headers: dict[str, str]
+) -> dict[str, float]:
+    """Sequential requests over one keep-alive connection: p50 and p99 in milliseconds."""
+    latencies: list[float] = []
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
+        for i in range(10):  # warm caches and the connection
+            path, params = requests[i % len(requests)]
+            http.get(path, params=params)
+        for i in range(count):
+            path, params = requests[i % len(requests)]
+            started = time.perf_counter()
+            r = http.get(path, params=params)
+            latencies.append((time.perf_counter() - started) * 1000)
+            assert r.status_code == 200, r.text
+    return {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
+
+
+def explain(
+    url: str, requests: dict[str, Request], headers: dict[str, str], marker: str
+) -> dict[str, list[str]]:
+    """The plans of the statements (those holding ``marker``) labelhub runs for each request:
+    captured from the engine while the real app answers, then explained on the same database."""
+    from sqlalchemy import event
+
+    from labelhub.app import create_app
+    from labelhub.core import db as dbmod
+    from labelhub.core.config import Settings
+
+    settings = Settings(database_url=url)
+    db = dbmod.Database(settings)
+    seen: list[tuple[str, Any]] = []
+
+    def before(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
+        if marker in statement and not statement.startswith("EXPLAIN"):
+            seen.append((statement, params))
+
+    event.listen(db.engine, "before_cursor_execute", before)
+    plans: dict[str, list[str]] = {}
+    app = create_app(settings, db)
+
+    async def run(path: str, params: dict[str, Any]) -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+            await http.get(path, params=params, headers=headers)
+
+    try:
+        for name, (path, params) in requests.items():
+            seen.clear()
+            asyncio.run(run(path, params))
+            plans[name] = []
+            for statement, parameters in list(seen):
+                with db.engine.connect() as conn:
+                    if db.dialect == "sqlite":
+                        rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+                        plans[name].append("\n".join(str(r[-1]) for r in rows))
+                    else:
+                        rows = conn.exec_driver_sql(
+                            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + statement, parameters
+                        )
+                        plans[name].append("\n".join(r[0] for r in rows))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", before)
+        db.close()
+    return plans
+
+
+def scale_main(
+    doc: str,
+    kind: str,
+    load: Callable[[str, int, str], float],
+    workloads: Callable[[int], dict[str, list[Request]]],
+    headers_for: Callable[[str], dict[str, str]],
+    marker: str,
+) -> None:
+    """The command line and main loop shared by the data-size benchmarks (W5, W6)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    from labelhub.core import keys
+
+    admin = keys.mint_secret()
+    headers = headers_for(admin)
+    report: dict[str, Any] = {
+        "benchmark": doc.split("\n\n")[0],
+        "command": f"python -m bench.{kind.replace('-', '_')}_scale " + shlex.join(sys.argv[1:]),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "db": args.db,
+        "sizes": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            url, pg_name = fresh_database(args.db, args.pg_url, Path(tmp))
+            try:
+                seconds = load(url, size, admin)
+                print(f"{args.db} {size:>9,} rows loaded in {seconds:.1f}s", flush=True)
+                proc, base = serve(url, admin)
+                figures: dict[str, Any] = {"load_seconds": round(seconds, 2)}
+                try:
+                    for name, requests in workloads(size).items():
+                        runs = [
+                            measure(base, requests, args.requests, headers)
+                            for _ in range(args.runs)
+                        ]
+                        p50s = [r["p50_ms"] for r in runs]
+                        p99s = [r["p99_ms"] for r in runs]
+                        figures[name] = {
+                            "p50_ms": round(statistics.median(p50s), 2),
+                            "p50_min_ms": round(min(p50s), 2),
+                            "p50_max_ms": round(max(p50s), 2),
+                            "p99_ms": round(statistics.median(p99s), 2),
+                            "p99_min_ms": round(min(p99s), 2),
+                            "p99_max_ms": round(max(p99s), 2),
+                            "requests_per_run": args.requests,
+                            "runs": args.runs,
+                        }
+                        print(
+                            f"  {name:<16} p50 {figures[name]['p50_ms']:7.2f} ms  p99 {figures[name]['p99_ms']:7.2f} ms",
+                            flush=True,
+                        )
+                finally:
+                    proc.terminate()
+                    proc.wait()
+                if size == max(sizes):
+                    figures["plans"] = explain(
+                        url, {k: v[0] for k, v in workloads(size).items()}, headers, marker
+                    )
+                report["sizes"][str(size)] = figures
+            finally:
+                drop_database(args.pg_url, pg_name)
+    write_report(args.out, kind, args.db, report)
