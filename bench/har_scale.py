@@ -29,13 +29,13 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from bench.common import Request, scale_main
 from labelhub.core import db as dbmod
 from labelhub.core import keys
 from labelhub.core.config import Settings
-from labelhub.core.models import Artifact, ArtifactLabel, RegistryLabel
+from labelhub.core.models import Artifact, ArtifactLabel, Registry, RegistryLabel
 from labelhub.har import store
 
 ENVIRONMENTS = ["prod", "staging", "dev"]
@@ -105,6 +105,13 @@ def load(url: str, size: int, admin: str) -> float:
             )
 
         db.run_write(totals)
+
+        def artifact_count(conn: Any) -> None:
+            conn.execute(
+                update(Registry).where(Registry.id == registry.id).values(artifact_count=size)
+            )
+
+        db.run_write(artifact_count)
         with db.engine.connect() as conn:
             if db.dialect == "postgresql":
                 conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(

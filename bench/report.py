@@ -30,24 +30,31 @@ def newest(pattern: str) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) | {"_file": p.name} for _, p in sorted(latest.items())]
 
 
-def search_section(report: dict[str, Any]) -> list[str]:
+def scale_section(report: dict[str, Any], title: str, unit: str) -> list[str]:
     sizes = list(report["sizes"])
+    kinds: list[str] = []
+    for size in sizes:
+        kinds += [
+            k
+            for k, v in report["sizes"][size].items()
+            if isinstance(v, dict) and "p50_ms" in v and k not in kinds
+        ]
     lines = [
-        f"### W5 label search and pages — {report['db']} ({report['date']})",
+        f"### {title} — {report['db']} ({report['date']})",
         "",
         f"`{report['command']}` → `results/{report['_file']}`",
         "",
-        "| request | " + " | ".join(f"{int(s):,} labels p50 / p99 (ms)" for s in sizes) + " |",
+        "| request | " + " | ".join(f"{int(s):,} {unit} p50 / p99 (ms)" for s in sizes) + " |",
         "|---|" + "---|" * len(sizes),
     ]
-    for kind in SEARCH_KINDS:
+    for kind in kinds:
         cells = []
         for size in sizes:
             figure = report["sizes"][size].get(kind)
             cells.append(f"{figure['p50_ms']} / {figure['p99_ms']}" if figure else "n/a")
         lines.append(f"| `{kind}` | " + " | ".join(cells) + " |")
     loads = ", ".join(f"{int(s):,}: {report['sizes'][s]['load_seconds']} s" for s in sizes)
-    lines += ["", f"Load time through the store (10,000 labels per transaction): {loads}.", ""]
+    lines += ["", f"Load time (10,000 rows per transaction): {loads}.", ""]
     return lines
 
 
@@ -86,7 +93,9 @@ def main() -> None:
     for report in newest("*-w1-*.json"):
         lines += w1_section(report)
     for report in newest("*-search-*.json"):
-        lines += search_section(report)
+        lines += scale_section(report, "W5 label search and pages", "labels")
+    for report in newest("*-har-*.json"):
+        lines += scale_section(report, "W6 HAR label filter and label listing", "artifacts")
     OUT.write_text("\n".join(lines))
     print(f"wrote {OUT}")
 

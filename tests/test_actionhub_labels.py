@@ -418,3 +418,14 @@ async def test_delete_label(ah: ActionHub) -> None:
     assert r.status_code == 404 and r.json() == {"detail": "Label not found"}
     r = await ah.http.delete("/labels/KEEP", headers=ah.headers())  # case-sensitive
     assert r.status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/labels/a%00b", "/labels/%7F", "/assets/a%00", "/assets/%1B"])
+async def test_control_characters_in_paths_are_422(ah: ActionHub, path: str) -> None:
+    for method in ("GET", "DELETE") if path.startswith("/assets") else ("DELETE",):
+        r = await ah.http.request(method, path, headers=ah.headers())
+        assert r.status_code == 422
+        assert (
+            r.json()["detail"][0]["type"] == "value_error"
+            and r.json()["detail"][0]["loc"][0] == "path"
+        )

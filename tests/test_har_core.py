@@ -514,3 +514,46 @@ async def test_huggingface_name_alone_finds_the_only_one(har: Har) -> None:
             headers=har.h(),
         )
     )
+
+
+@pytest.mark.parametrize(
+    "method,path,params,body",
+    [
+        ("GET", "/registry/acct%2F%00x", {}, None),
+        ("GET", "/registry/acct%00%2Fx", {}, None),
+        ("GET", "/registry/acct%2Fgeneric/artifact/a%00b/summary", {}, None),
+        ("PUT", "/registry/acct%2Fgeneric/artifact/a%01b/labels", {}, {"labels": []}),
+        ("DELETE", "/registry/acct%2Fgeneric/artifact/%7F", {}, None),
+        ("POST", "/registry/acct%2Fgeneric/artifacts", {}, {"name": "a\u0000b"}),
+        ("POST", "/registry/acct%2Fgeneric/artifacts", {}, {"name": "x", "labels": ["\u0000"]}),
+        ("GET", "/spaces/acct%00/artifacts", {}, None),
+    ],
+)
+async def test_hostile_refs_and_names_are_400(
+    har: Har, method: str, path: str, params: dict[str, Any], body: Any
+) -> None:
+    envelope_error(400)(
+        await har.http.request(method, P + path, params=params, json=body, headers=har.h())
+    )
+    assert (await har.http.get(f"{P}/registry/acct%2Fgeneric/artifacts", headers=har.h())).json()[
+        "data"
+    ]["itemCount"] == 0
+
+
+async def test_hostile_filters_match_nothing(har: Har) -> None:
+    await har.artifact("acct%2Fgeneric", "a", labels=["x"])
+    for params in ({"label": "\u0000"}, {"label": ["x", "a\u0001"]}, {"search_term": "\u0000"}):
+        r = await har.http.get(
+            f"{P}/registry/acct%2Fgeneric/artifacts", params=params, headers=har.h()
+        )
+        assert r.status_code == 200 and r.json()["data"]["itemCount"] == 0
+    r = await har.http.get(
+        f"{P}/spaces/acct/artifacts", params={"reg_identifier": "\u0000"}, headers=har.h()
+    )
+    assert r.status_code == 200 and r.json()["data"]["itemCount"] == 0
+    r = await har.http.get(
+        f"{P}/registry/acct%2Fgeneric/artifact/labels",
+        params={"search_term": "\u0000"},
+        headers=har.h(),
+    )
+    assert r.status_code == 200 and r.json()["data"]["itemCount"] == 0

@@ -27,8 +27,12 @@ Search = Annotated[
 ]
 Page = Annotated[int, Query(ge=1, description="1-based page number")]
 Size = Annotated[int, Query(ge=1, le=100, description="Items per page")]
-LabelPath = Annotated[str, Path(min_length=1, max_length=64, description="Percent-encoded label")]
-AssetIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Percent-encoded id")]
+LabelPath = Annotated[
+    schemas.LabelName, Path(min_length=1, max_length=64, description="Percent-encoded label")
+]
+AssetIdPath = Annotated[
+    schemas.AssetId, Path(min_length=1, max_length=64, description="Percent-encoded id")
+]
 
 
 def _counted(upserted: store.Upserted, noun: str) -> str:

@@ -65,11 +65,20 @@ def _is_transient(error: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) in {"40001", "40P01"}
 
 
+# SQLite reports both outages and schema faults as OperationalError; these are the outages.
+SQLITE_OUTAGES = ("locked", "busy", "unable to open", "disk i/o", "readonly", "disk is full")
+
+
 def _is_outage(error: BaseException) -> bool:
     """The database could not be reached or gave up waiting (not a fault of the request)."""
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True
-    return isinstance(error, OperationalError) and not _is_transient(error)
+    if not isinstance(error, OperationalError) or _is_transient(error):
+        return False
+    if type(error.orig).__module__.startswith("sqlite3"):
+        text = str(error.orig).lower()
+        return any(mark in text for mark in SQLITE_OUTAGES)
+    return True
 
 
 def make_engine(settings: Settings) -> Engine:

@@ -124,6 +124,8 @@ class Registry(Base):
     labels: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[int] = mapped_column(BigInteger)
     modified_at: Mapped[int] = mapped_column(BigInteger)
+    # Kept by artifact registration and deletion, so an unfiltered listing needs no COUNT(*).
+    artifact_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class Artifact(Base):

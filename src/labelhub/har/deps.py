@@ -14,13 +14,23 @@ from urllib.parse import unquote
 from fastapi import Depends, Path, Request
 from sqlalchemy import Connection
 
+from labelhub.actionhub.schemas import FORBIDDEN
 from labelhub.core.access import X_API_KEY, Guard
 from labelhub.core.db import Database
 from labelhub.core.errors import Forbidden, Invalid, Unauthenticated
 from labelhub.har import store
+from labelhub.har.schemas import IDENTIFIER
 
 _SEGMENT = re.compile(r"^[^/\x00-\x1f\x7f-\x9f]{1,255}$")
 BAD_KEY = "Invalid or missing API key (x-api-key)"
+
+
+def artifact_name(written: str) -> str:
+    """An artifact name from the path: 1-1024 characters without control characters."""
+    name = unquote(written)
+    if not 1 <= len(name) <= 1024 or FORBIDDEN.search(name):
+        raise Invalid(f"Cannot parse artifact {name!r}: 1-1024 characters, no control characters")
+    return name
 
 
 def space_path(ref: str) -> str:
@@ -40,7 +50,7 @@ def space_path(ref: str) -> str:
 def registry_path(ref: str) -> tuple[str, str]:
     """(space path, registry identifier) of a registry ref."""
     space, _, identifier = ref.rpartition("/")
-    if not space or not identifier:
+    if not space or not IDENTIFIER.fullmatch(identifier) or len(identifier) > 255:
         raise Invalid(
             f"Cannot parse registry_ref {ref!r}: expected <account>[/<org>[/<project>]]/<registry>"
         )

@@ -6,7 +6,6 @@ Refs arrive canonical (see ``labelhub.har.paths``): one percent-quoted segment e
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote
 
 from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy import Connection
@@ -15,7 +14,14 @@ from labelhub.core.access import X_API_KEY
 from labelhub.core.errors import Invalid, Unsupported
 from labelhub.core.pagination import page_count
 from labelhub.har import schemas, store
-from labelhub.har.deps import RegistryEdit, RegistryView, SpaceAccess, SpaceView, space_path
+from labelhub.har.deps import (
+    RegistryEdit,
+    RegistryView,
+    SpaceAccess,
+    SpaceView,
+    artifact_name,
+    space_path,
+)
 
 HAR_PREFIX = "/har/api/v1"
 
@@ -162,7 +168,7 @@ async def register_artifact(
 async def artifact_summary(
     artifact: ArtifactPath, access: RegistryView, artifact_type: ArtifactTypeQuery = None
 ) -> schemas.Success[schemas.ArtifactSummary]:
-    name = unquote(artifact)
+    name = artifact_name(artifact)
 
     def work(conn: Connection, registry: store.RegistryRow) -> schemas.ArtifactSummary:
         return _summary(registry, store.find_artifact(conn, registry, name, artifact_type))
@@ -182,7 +188,7 @@ async def update_artifact_labels(
     access: RegistryEdit,
     artifact_type: ArtifactTypeQuery = None,
 ) -> schemas.Success[schemas.ArtifactSummary]:
-    name = unquote(artifact)
+    name = artifact_name(artifact)
 
     def work(conn: Connection, registry: store.RegistryRow) -> schemas.ArtifactSummary:
         updated = store.replace_labels(conn, registry, name, artifact_type, body.labels)
@@ -195,7 +201,7 @@ async def update_artifact_labels(
 async def delete_artifact(
     artifact: ArtifactPath, access: RegistryEdit, artifact_type: ArtifactTypeQuery = None
 ) -> schemas.StatusOnly:
-    name = unquote(artifact)
+    name = artifact_name(artifact)
     await access.write(
         lambda conn, registry: store.delete_artifact(conn, registry, name, artifact_type)
     )

@@ -6,7 +6,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -15,6 +15,7 @@ from labelhub.core.errors import Conflict, Invalid, NotFound
 from labelhub.core.keys import now_ms
 from labelhub.core.models import Artifact, ArtifactLabel, Registry, RegistryLabel, Space
 from labelhub.core.pagination import offset_of
+from labelhub.har.schemas import IDENTIFIER
 
 HUGGINGFACE = "HUGGINGFACE"
 
@@ -298,6 +299,7 @@ def register_artifact(
             f"An artifact{kind} named {name!r} already exists in this registry"
         ) from None
     savepoint.commit()
+    _count_artifacts(conn, registry, +1)
     _write_labels(conn, registry, artifact_id, labels, [])
     return find_artifact(conn, registry, name, artifact_type)
 
@@ -327,6 +329,15 @@ def delete_artifact(
     artifact = find_artifact(conn, registry, name, artifact_type, lock=True)
     _write_labels(conn, registry, artifact.id, [], artifact.labels)
     conn.execute(delete(Artifact).where(Artifact.id == artifact.id))
+    _count_artifacts(conn, registry, -1)
+
+
+def _count_artifacts(conn: Connection, registry: RegistryRow, step: int) -> None:
+    conn.execute(
+        update(Registry)
+        .where(Registry.id == registry.id)
+        .values(artifact_count=Registry.artifact_count + step)
+    )
 
 
 # --- listings -------------------------------------------------------------------------------
@@ -369,23 +380,49 @@ def list_artifacts(
 ) -> tuple[list[ArtifactListItem], int]:
     """Artifacts of the given registries carrying every label in ``labels``, one page of them."""
     by_id = {r.id: r for r in registries}
-    if not by_id or _unmatchable(search):
-        return [], 0
+    if not by_id or _unmatchable(search) or any(_unmatchable(label) for label in labels):
+        return [], 0  # stored labels and names hold no control characters
     query = select(*_ARTIFACT_COLUMNS, Artifact.registry_id).where(Artifact.registry_id.in_(by_id))
     if artifact_type is not None:
         query = query.where(Artifact.artifact_type == artifact_type)
     wanted = sorted(set(labels))
     if wanted:
-        carrying_all = (
-            select(ArtifactLabel.artifact_id)
-            .where(ArtifactLabel.registry_id.in_(by_id), ArtifactLabel.label.in_(wanted))
-            .group_by(ArtifactLabel.artifact_id)
-            .having(func.count() == len(wanted))
+        # Start from the rarest label (the kept registry counts say which), then check the
+        # others per candidate on the (artifact_id, label) key: work grows with the rarest
+        # label's artifacts, not with the registry.
+        frequency = dict(
+            conn.execute(
+                select(RegistryLabel.label, func.sum(RegistryLabel.artifacts))
+                .where(RegistryLabel.registry_id.in_(by_id), RegistryLabel.label.in_(wanted))
+                .group_by(RegistryLabel.label)
+            ).all()
         )
-        query = query.where(Artifact.id.in_(carrying_all))
+        if len(frequency) < len(wanted):
+            return [], 0  # some label is on no artifact of these registries
+        rarest, *others = sorted(wanted, key=lambda label: frequency[label])
+        query = query.where(
+            Artifact.id.in_(
+                select(ArtifactLabel.artifact_id).where(
+                    ArtifactLabel.registry_id.in_(by_id), ArtifactLabel.label == rarest
+                )
+            )
+        )
+        for other in others:
+            query = query.where(
+                exists().where(
+                    ArtifactLabel.artifact_id == Artifact.id, ArtifactLabel.label == other
+                )
+            )
     if search:
         query = query.where(_contains(conn, Artifact.name_folded, search))
-    total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    if wanted or search or artifact_type is not None:
+        total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    else:  # every artifact of these registries: the kept counts
+        total = conn.execute(
+            select(func.coalesce(func.sum(Registry.artifact_count), 0)).where(
+                Registry.id.in_(by_id)
+            )
+        ).scalar_one()
     offset = offset_of(page, size, first_page=0)
     if offset >= total:
         return [], total
@@ -436,7 +473,10 @@ def registries_under(
         .where((Space.path == space) | (func.substr(Space.path, 1, len(space) + 1) == space + "/"))
     )
     if identifiers:
-        query = query.where(Registry.identifier.in_(identifiers))
+        # Only well-formed identifiers can name a registry (and NUL cannot reach PostgreSQL).
+        query = query.where(
+            Registry.identifier.in_([i for i in identifiers if IDENTIFIER.fullmatch(i)])
+        )
     if package_types:
         query = query.where(Registry.package_type.in_(package_types))
     return [_registry(row) for row in conn.execute(query.order_by(Registry.id))]

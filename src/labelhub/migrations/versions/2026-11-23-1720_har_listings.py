@@ -1,4 +1,4 @@
-"""HAR listings: folded artifact names for search_term, distinct registry labels with counts.
+"""HAR listings: folded artifact names, distinct registry labels and artifact counts.
 
 Revision ID: 0003
 Revises: 0002
@@ -26,6 +26,10 @@ def upgrade() -> None:
     op.add_column(
         "artifacts", sa.Column("name_folded", sa.Text(), server_default="", nullable=False)
     )
+    op.add_column(
+        "registries",
+        sa.Column("artifact_count", sa.BigInteger(), server_default="0", nullable=False),
+    )
     op.create_table(
         "registry_labels",
         sa.Column("registry_id", sa.Integer(), nullable=False),
@@ -44,5 +48,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("registry_labels")
+    with op.batch_alter_table("registries") as batch:
+        batch.drop_column("artifact_count")
     with op.batch_alter_table("artifacts") as batch:
         batch.drop_column("name_folded")
