@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy import Connection
 
 from labelhub.core.access import X_API_KEY
@@ -249,13 +249,7 @@ def _artifact_entries(items: list[store.ArtifactListItem]) -> list[schemas.Artif
     ]
 
 
-@router.get(
-    "/registry/{registry_ref}/artifacts",
-    summary="List a registry's artifacts",
-    response_model_exclude_none=True,
-)
-async def list_registry_artifacts(
-    access: RegistryView,
+async def _artifact_query(
     label: Labels = None,
     search_term: SearchTerm = None,
     artifact_type: ArtifactTypeQuery = None,
@@ -263,27 +257,41 @@ async def list_registry_artifacts(
     size: Size = 20,
     sort_field: ArtifactSort = "lastModified",
     sort_order: SortOrder = "DESC",
+) -> store.ArtifactQuery:
+    return store.ArtifactQuery(
+        label or [], search_term, artifact_type, page, size, sort_field, sort_order
+    )
+
+
+ArtifactFilters = Annotated[store.ArtifactQuery, Depends(_artifact_query)]
+
+
+def _artifact_list(
+    found: tuple[list[store.ArtifactListItem], int], q: store.ArtifactQuery
+) -> schemas.Success[schemas.ArtifactList]:
+    items, total = found
+    return schemas.Success(
+        data=schemas.ArtifactList(
+            artifacts=_artifact_entries(items), **_paged(total, q.page, q.size)
+        )
+    )
+
+
+@router.get(
+    "/registry/{registry_ref}/artifacts",
+    summary="List a registry's artifacts",
+    response_model_exclude_none=True,
+)
+async def list_registry_artifacts(
+    access: RegistryView, q: ArtifactFilters
 ) -> schemas.Success[schemas.ArtifactList]:
     def work(
         conn: Connection, registry: store.RegistryRow
     ) -> tuple[list[store.ArtifactListItem], int]:
-        store.check_artifact_type(registry, artifact_type)
-        return store.list_artifacts(
-            conn,
-            [registry],
-            labels=label or [],
-            search=search_term,
-            artifact_type=artifact_type,
-            page=page,
-            size=size,
-            sort_field=sort_field,
-            sort_order=sort_order,
-        )
+        store.check_artifact_type(registry, q.artifact_type)
+        return store.list_artifacts(conn, [registry], q)
 
-    items, total = await access.read(work)
-    return schemas.Success(
-        data=schemas.ArtifactList(artifacts=_artifact_entries(items), **_paged(total, page, size))
-    )
+    return _artifact_list(await access.read(work), q)
 
 
 @router.get(
@@ -304,38 +312,19 @@ async def list_registry_labels(
 )
 async def list_space_artifacts(
     access: SpaceView,
-    label: Labels = None,
-    search_term: SearchTerm = None,
-    artifact_type: ArtifactTypeQuery = None,
+    q: ArtifactFilters,
     reg_identifier: Annotated[list[str] | None, Query(description="Repeatable")] = None,
     package_type: Annotated[
         list[schemas.PackageType] | None, Query(description="Repeatable")
     ] = None,
-    page: Page0 = 0,
-    size: Size = 20,
-    sort_field: ArtifactSort = "lastModified",
-    sort_order: SortOrder = "DESC",
 ) -> schemas.Success[schemas.ArtifactList]:
     def work(conn: Connection, space: str) -> tuple[list[store.ArtifactListItem], int]:
         registries = store.registries_under(
             conn, space, identifiers=reg_identifier, package_types=list(package_type or [])
         )
-        return store.list_artifacts(
-            conn,
-            registries,
-            labels=label or [],
-            search=search_term,
-            artifact_type=artifact_type,
-            page=page,
-            size=size,
-            sort_field=sort_field,
-            sort_order=sort_order,
-        )
+        return store.list_artifacts(conn, registries, q)
 
-    items, total = await access.read(work)
-    return schemas.Success(
-        data=schemas.ArtifactList(artifacts=_artifact_entries(items), **_paged(total, page, size))
-    )
+    return _artifact_list(await access.read(work), q)
 
 
 @router.get("/spaces/{space_ref}/registries", summary="List the registries of a space and below")

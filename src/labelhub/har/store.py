@@ -366,19 +366,25 @@ class ArtifactListItem:
     artifact: ArtifactRow
 
 
+@dataclass(frozen=True)
+class ArtifactQuery:
+    """What an artifact listing asks for (the query parameters of both listings)."""
+
+    labels: list[str]
+    search: str | None
+    artifact_type: str | None
+    page: int
+    size: int
+    sort_field: str
+    sort_order: str
+
+
 def list_artifacts(
-    conn: Connection,
-    registries: list[RegistryRow],
-    *,
-    labels: list[str],
-    search: str | None,
-    artifact_type: str | None,
-    page: int,
-    size: int,
-    sort_field: str,
-    sort_order: str,
+    conn: Connection, registries: list[RegistryRow], q: ArtifactQuery
 ) -> tuple[list[ArtifactListItem], int]:
-    """Artifacts of the given registries carrying every label in ``labels``, one page of them."""
+    """Artifacts of the given registries carrying every label in ``q.labels``, one page."""
+    labels, search, artifact_type = q.labels, q.search, q.artifact_type
+    page, size, sort_field, sort_order = q.page, q.size, q.sort_field, q.sort_order
     by_id = {r.id: r for r in registries}
     if not by_id or _unmatchable(search) or any(_unmatchable(label) for label in labels):
         return [], 0  # stored labels and names hold no control characters
