@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from labelhub.actionhub.schemas import FORBIDDEN
 from labelhub.core.errors import Conflict, Invalid, NotFound
@@ -421,7 +422,19 @@ def list_artifacts(
             )
     if search:
         query = query.where(_contains(conn, Artifact.name_folded, search))
-    if wanted or search or artifact_type is not None:
+    if wanted and not search and artifact_type is None:
+        # Count on the label index alone (artifact_labels carries the registry): no artifact row
+        # needs reading, which also keeps PostgreSQL from scanning the artifacts table.
+        mine, other_label = ArtifactLabel, aliased(ArtifactLabel)
+        counted = select(func.count()).where(mine.registry_id.in_(by_id), mine.label == rarest)
+        for other in others:
+            counted = counted.where(
+                exists().where(
+                    other_label.artifact_id == mine.artifact_id, other_label.label == other
+                )
+            )
+        total = conn.execute(counted).scalar_one()
+    elif wanted or search or artifact_type is not None:
         total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     else:  # every artifact of these registries: the kept counts
         total = conn.execute(
