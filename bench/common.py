@@ -226,3 +226,27 @@ def scale_main(
             finally:
                 drop_database(args.pg_url, pg_name)
     write_report(args.out, kind, args.db, report)
+
+
+def prepared(url: str, admin: str) -> Any:
+    """A ``Database`` on ``url``, migrated, with ``admin`` as its admin key."""
+    from labelhub.core import db as dbmod
+    from labelhub.core import keys
+    from labelhub.core.config import Settings
+
+    db = dbmod.Database(Settings(database_url=url))
+    with dbmod.migration_lock(db) as conn:
+        dbmod.upgrade(conn)
+        with conn.begin():
+            keys.bootstrap(conn, admin)
+    return db
+
+
+def analyze(db: Any) -> None:
+    """Fresh planner statistics (and, on PostgreSQL, a vacuumed visibility map)."""
+    with db.engine.connect() as conn:
+        if db.dialect == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
+        else:
+            conn.exec_driver_sql("ANALYZE")
+            conn.commit()

@@ -31,10 +31,7 @@ from typing import Any
 
 from sqlalchemy import insert, update
 
-from bench.common import Request, scale_main
-from labelhub.core import db as dbmod
-from labelhub.core import keys
-from labelhub.core.config import Settings
+from bench.common import Request, analyze, prepared, scale_main
 from labelhub.core.models import Artifact, ArtifactLabel, Registry, RegistryLabel
 from labelhub.har import store
 
@@ -48,13 +45,9 @@ def labels_of(i: int) -> list[str]:
 
 
 def load(url: str, size: int, admin: str) -> float:
-    db = dbmod.Database(Settings(database_url=url))
     started = time.perf_counter()
+    db = prepared(url, admin)
     try:
-        with dbmod.migration_lock(db) as conn:
-            dbmod.upgrade(conn)
-            with conn.begin():
-                keys.bootstrap(conn, admin)
         registry = db.run_write(store.create_registry, "acct", "bench", "DOCKER", "", [])
         counts: Counter[str] = Counter()
         base = int(time.time() * 1000)
@@ -112,14 +105,7 @@ def load(url: str, size: int, admin: str) -> float:
             )
 
         db.run_write(artifact_count)
-        with db.engine.connect() as conn:
-            if db.dialect == "postgresql":
-                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                    "VACUUM ANALYZE"
-                )
-            else:
-                conn.exec_driver_sql("ANALYZE")
-                conn.commit()
+        analyze(db)
     finally:
         db.close()
     return time.perf_counter() - started

@@ -17,11 +17,8 @@ import random
 import time
 from typing import Any
 
-from bench.common import Request, scale_main
+from bench.common import Request, analyze, prepared, scale_main
 from labelhub.actionhub import store
-from labelhub.core import db as dbmod
-from labelhub.core import keys
-from labelhub.core.config import Settings
 
 WORDS = [
     "amber", "azure", "bold", "brisk", "calm", "coral", "crimson", "dawn", "deep", "eager",
@@ -42,27 +39,15 @@ def label_name(i: int) -> str:
 
 
 def load(url: str, size: int, admin: str) -> float:
-    db = dbmod.Database(Settings(database_url=url))
     started = time.perf_counter()
+    db = prepared(url, admin)
     try:
-        with dbmod.migration_lock(db) as conn:
-            dbmod.upgrade(conn)
-            with conn.begin():
-                keys.bootstrap(conn, admin)
         db.run_write(store.create_program, "bench")
         pk = db.run_read(store.program_pk, "bench")
         for start in range(0, size, 10_000):
             batch = [(label_name(i), i / 3) for i in range(start, min(size, start + 10_000))]
             db.run_write(store.upsert_labels, pk, batch)
-        if db.dialect == "postgresql":
-            with db.engine.connect() as conn:
-                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                    "VACUUM ANALYZE program_labels"
-                )
-        else:
-            with db.engine.connect() as conn:
-                conn.exec_driver_sql("ANALYZE")
-                conn.commit()
+        analyze(db)
     finally:
         db.close()
     return time.perf_counter() - started
@@ -78,7 +63,7 @@ def workloads(size: int) -> dict[str, list[Request]]:
         ],
         "search_common": [{"search": f"{rng.choice(WORDS)}-"} for _ in range(50)],
         "page_first": [{"page": 1}],
-        "page_middle": [{"page": middle + d} for d in range(-25, 25)],
+        "page_middle": [{"page": max(1, middle + d)} for d in range(-25, 25)],
     }
     if size >= 10_000 * 50:
         kinds["page_10000"] = [{"page": 10_000}]
