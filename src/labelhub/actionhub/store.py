@@ -22,6 +22,7 @@ from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from labelhub.actionhub.schemas import FORBIDDEN
 from labelhub.core.errors import Conflict, NotFound
 from labelhub.core.keys import now_ms
 from labelhub.core.memo import forget, memo
@@ -101,13 +102,6 @@ def _add_to_counts(conn: Connection, pk: int, *, labels: int = 0, assets: int = 
         )
 
 
-def _counts(conn: Connection, pk: int) -> tuple[int, int]:
-    row = conn.execute(
-        select(Program.label_count, Program.asset_count).where(Program.id == pk)
-    ).one()
-    return int(row.label_count), int(row.asset_count)
-
-
 # --- search patterns ------------------------------------------------------------------------
 
 
@@ -121,7 +115,7 @@ def _searchable(search: str | None) -> str | None:
     """The folded search text, "" for a search nothing can match, None for no search."""
     if not search:
         return None
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or 0xD800 <= ord(c) <= 0xDFFF for c in search):
+    if FORBIDDEN.search(search):
         return ""  # stored names hold no control characters: nothing matches
     return search.casefold()
 
@@ -152,7 +146,7 @@ def _page(
     key: str,
     columns: str,
     pk: int,
-    total_without_search: int,
+    kept_count: Any,
     folded: str | None,
     page: int,
     size: int,
@@ -161,12 +155,13 @@ def _page(
     """One page of ``table`` rows of a program, ordered by ``key``, and the number of matches.
 
     Without a search the page is found by walking the primary key index to the page's first key
-    (an index-only skip), then reading ``size`` rows; the total is the program's kept count.
+    (an index-only skip), then reading ``size`` rows; the total is ``kept_count``, the
+    program's column that every write keeps (read only then: a search counts its matches).
     """
     offset = offset_of(page, size)
     params: dict[str, Any] = {"pk": pk, "size": size, "offset": offset}
     if folded is None:
-        total = total_without_search
+        total = int(conn.execute(select(kept_count).where(Program.id == pk)).scalar_one())
         if offset >= total:
             return [], total
         rows = conn.execute(
@@ -264,14 +259,13 @@ def upsert_labels(conn: Connection, pk: int, items: Iterable[tuple[str, float]])
 def list_labels(
     conn: Connection, pk: int, search: str | None, page: int, size: int
 ) -> tuple[list[tuple[str, float]], int]:
-    label_count, _ = _counts(conn, pk)
     rows, total = _page(
         conn,
         "program_labels",
         "label",
         "t.label, t.weight",
         pk,
-        label_count,
+        Program.label_count,
         _searchable(search),
         page,
         size,
@@ -415,14 +409,13 @@ def upsert_assets(conn: Connection, pk: int, patches: Sequence[AssetPatch]) -> U
 def list_assets(
     conn: Connection, pk: int, search: str | None, page: int, size: int
 ) -> tuple[list[AssetRow], int]:
-    _, asset_count = _counts(conn, pk)
     rows, total = _page(
         conn,
         "assets",
         "asset_id",
         "t.asset_id, t.asset_name, t.labels",
         pk,
-        asset_count,
+        Program.asset_count,
         _searchable(search),
         page,
         size,
