@@ -81,6 +81,16 @@ async def test_registry_artifacts_shape_and_default_order(filled: Har) -> None:
     assert entry["labels"] == ["prod", "web", "x"] and entry["latestVersion"] == "1.0"
 
 
+async def test_latest_version_is_null_not_left_out(filled: Har) -> None:
+    # Found by the contract fuzzer: exclude_none dropped "latestVersion" for unversioned artifacts.
+    assert (await filled.artifact("acct%2Fdocker", "unversioned")).status_code == 201
+    data = await get(filled, "/registry/acct%2Fdocker/artifacts", search_term="unversioned")
+    [entry] = data["artifacts"]
+    assert set(entry) == ENTRY_KEYS and entry["latestVersion"] is None
+    [entry] = (await get(filled, "/spaces/acct/artifacts", search_term="unversioned"))["artifacts"]
+    assert set(entry) == ENTRY_KEYS and entry["latestVersion"] is None
+
+
 async def test_label_filter_needs_every_label(filled: Har) -> None:
     assert names(
         await get(

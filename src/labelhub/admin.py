@@ -116,8 +116,11 @@ async def _admin_guard(
 Admin = Annotated[AdminGuard, Depends(_admin_guard)]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Message, "description": "A body that is not UTF-8"},
     401: {"model": Message, "description": "Missing, unknown or revoked key"},
     403: {"model": Message, "description": "Not an admin key"},
+    413: {"model": Message, "description": "Request body over 5 MiB"},
+    503: {"model": Message, "description": "The database cannot be reached"},
 }
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
@@ -208,7 +211,9 @@ async def list_keys(admin: Admin) -> list[KeyOut]:
     "/keys/{key_id}",
     responses={404: {"model": Message, "description": "Unknown key"}},
 )
-async def revoke_key(key_id: int, admin: Admin) -> Result:
+async def revoke_key(
+    key_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="The key's id")], admin: Admin
+) -> Result:
     def work(conn: Connection) -> None:
         admin(conn)
         keys.revoke_key(conn, key_id)

@@ -10,10 +10,11 @@ from labelhub.actionhub import schemas, store
 from labelhub.actionhub.deps import ProgramRead, ProgramWrite
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": schemas.Detail, "description": "Unsupported api-version"},
+    400: {"model": schemas.Detail, "description": "Unsupported api-version, or a body not UTF-8"},
     403: {"model": schemas.Detail, "description": "Missing, unknown or revoked key, or no grant"},
     404: {"model": schemas.Detail, "description": "Program not found"},
     413: {"model": schemas.Detail, "description": "Request body over 5 MiB"},
+    503: {"model": schemas.Detail, "description": "The database cannot be reached"},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": schemas.Detail, "description": "Program, label or asset not found"}

@@ -12,6 +12,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field
 
 FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# The same rule for the OpenAPI document, so generated clients and fuzzers know it.
+PRINTABLE = {"pattern": r"^[^\x00-\x1f\x7f-\x9f\ud800-\udfff]*$"}
 MAX_LABELS_PER_PUT = 10_000
 MAX_ASSETS_PER_POST = 1_000
 MAX_LABELS_PER_ASSET = 1_000
@@ -25,10 +27,18 @@ def _no_control_characters(value: str) -> str:
 
 
 LabelName = Annotated[
-    str, Field(min_length=1, max_length=64), AfterValidator(_no_control_characters)
+    str,
+    Field(min_length=1, max_length=64, json_schema_extra=PRINTABLE),
+    AfterValidator(_no_control_characters),
 ]
-AssetId = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_no_control_characters)]
-AssetName = Annotated[str, Field(max_length=124), AfterValidator(_no_control_characters)]
+AssetId = Annotated[
+    str,
+    Field(min_length=1, max_length=64, json_schema_extra=PRINTABLE),
+    AfterValidator(_no_control_characters),
+]
+AssetName = Annotated[
+    str, Field(max_length=124, json_schema_extra=PRINTABLE), AfterValidator(_no_control_characters)
+]
 Weight = Annotated[
     float,
     Field(

@@ -34,6 +34,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         404: "Not found",
         413: "Request body over 5 MiB",
         500: "Internal error",
+        503: "The database cannot be reached",
     }.items()
 }
 
@@ -280,7 +281,6 @@ def _artifact_list(
 @router.get(
     "/registry/{registry_ref}/artifacts",
     summary="List a registry's artifacts",
-    response_model_exclude_none=True,
 )
 async def list_registry_artifacts(
     access: RegistryView, q: ArtifactFilters
@@ -308,7 +308,6 @@ async def list_registry_labels(
 @router.get(
     "/spaces/{space_ref}/artifacts",
     summary="List the artifacts of a space and the spaces below it",
-    response_model_exclude_none=True,
 )
 async def list_space_artifacts(
     access: SpaceView,

@@ -9,9 +9,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
-from labelhub.actionhub.schemas import FORBIDDEN
+from labelhub.actionhub.schemas import FORBIDDEN, PRINTABLE
 
 PackageType = Literal[
     "DOCKER",
@@ -55,10 +61,22 @@ def _identifier(value: str) -> str:
     return value
 
 
-Label = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_printable)]
+Label = Annotated[
+    str,
+    Field(min_length=1, max_length=255, json_schema_extra=PRINTABLE),
+    AfterValidator(_printable),
+]
 LabelSet = Annotated[list[Label], AfterValidator(_label_set)]
-Identifier = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_identifier)]
-ArtifactName = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_printable)]
+Identifier = Annotated[
+    str,
+    Field(min_length=1, max_length=255, json_schema_extra={"pattern": IDENTIFIER.pattern}),
+    AfterValidator(_identifier),
+]
+ArtifactName = Annotated[
+    str,
+    Field(min_length=1, max_length=1024, json_schema_extra=PRINTABLE),
+    AfterValidator(_printable),
+]
 
 T = TypeVar("T")
 
@@ -149,6 +167,14 @@ class ArtifactListEntry(BaseModel):
     latestVersion: str | None
     uuid: str
     registryUUID: str
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_type(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # artifactType is left out for non-HUGGINGFACE registries; latestVersion stays, as null.
+        out: dict[str, Any] = handler(self)
+        if out.get("artifactType") is None:
+            out.pop("artifactType", None)
+        return out
 
 
 class Paged(BaseModel):
