@@ -80,12 +80,12 @@ def seed(app: FastAPI, admin_key: str, admin_key_id: int) -> Seeded:
 
     async def run() -> Seeded:
         async with httpx.AsyncClient(transport=transport, base_url="http://labelhub.test") as http:
-            return await _seed(http, admin_key, admin_key_id)
+            return await seed_http(http, admin_key, admin_key_id)
 
     return asyncio.run(run())
 
 
-async def _seed(http: httpx.AsyncClient, admin_key: str, admin_key_id: int) -> Seeded:
+async def seed_http(http: httpx.AsyncClient, admin_key: str, admin_key_id: int) -> Seeded:
     admin = {"x-api-key": admin_key}
 
     def ok(response: httpx.Response) -> Any:
