@@ -85,6 +85,11 @@ class _DatabaseCollector:
             "Write transactions the writer carried out since start.",
             value=self._db.writer.jobs,
         )
+        yield GaugeMetricFamily(
+            "labelhub_db_writer_retries",
+            "Batches PostgreSQL aborted for a deadlock or serialization failure and were rerun.",
+            value=self._db.writer.retries,
+        )
 
 
 @router.get("/healthz", summary="The process is up")

@@ -42,6 +42,8 @@ T = TypeVar("T")
 
 # Any constant unlikely to collide with another application's advisory locks: "labelhub".
 MIGRATION_LOCK_ID = 0x6C6162656C687562
+# Taken by every PostgreSQL write transaction: write batches of all processes go one at a time.
+WRITE_LOCK_ID = MIGRATION_LOCK_ID + 1
 # Attempts at a batch that PostgreSQL aborted for a deadlock or a serialization failure.
 TRANSIENT_RETRIES = 5
 
@@ -120,7 +122,7 @@ def make_engine(settings: Settings) -> Engine:
         return engine
 
     timeout = max(1, math.ceil(settings.db_timeout))
-    return create_engine(
+    engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=settings.db_pool_size,
@@ -128,6 +130,20 @@ def make_engine(settings: Settings) -> Engine:
         pool_timeout=settings.db_timeout,
         connect_args={"connect_timeout": timeout, "application_name": "labelhub"},
     )
+    lock_ms = int(settings.db_timeout * 1000)
+
+    @event.listens_for(engine, "begin")
+    def _postgresql_begin(conn: Connection) -> None:
+        # One write transaction at a time across every labelhub process on this database, as
+        # SQLite's BEGIN IMMEDIATE gives: a batch folds many requests, so batches of two replicas
+        # would otherwise lock rows (labels, kept counts) in different orders and deadlock, each
+        # deadlock costing PostgreSQL's deadlock_timeout (1 s) before a retry. Waiting for the
+        # lock is bounded by the database timeout (lock_timeout: 503, not a hang).
+        if conn.get_execution_options().get("labelhub_write"):
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {lock_ms}")
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_ID})")
+
+    return engine
 
 
 @dataclass(eq=False)
@@ -160,6 +176,7 @@ class Writer:
         self._conn: Connection | None = None
         self.batches = 0
         self.jobs = 0
+        self.retries = 0
 
     def _ensure_started(self) -> None:
         if self._thread is None:
@@ -253,6 +270,7 @@ class Writer:
                 return
             except DBAPIError as error:
                 if _is_transient(error) and attempt + 1 < TRANSIENT_RETRIES:
+                    self.retries += 1
                     continue
                 raise
 
