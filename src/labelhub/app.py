@@ -11,6 +11,7 @@ the limit (413) and for unexpected failures (500).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -39,6 +40,17 @@ def is_har_path(path: str) -> bool:
     return path == "/har" or path.startswith("/har/")
 
 
+class ErrorResponse(JSONResponse):
+    """An error body; one that echoes a lone surrogate (which UTF-8 cannot carry) is sent with
+    ASCII escapes (``"\\ud800"``), still valid JSON, instead of failing into a 500."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False).encode()
+
+
 def render_error(
     path: str,
     status: int,
@@ -53,7 +65,7 @@ def render_error(
             body["details"] = details
     else:
         body = {"detail": message}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return ErrorResponse(body, status_code=status, headers=headers)
 
 
 def render_labelhub_error(path: str, error: Exception) -> JSONResponse:
@@ -73,6 +85,21 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+ECHO_DEPTH = 16
+
+
+def _shallow(value: Any, depth: int = ECHO_DEPTH) -> Any:
+    """The ``input`` echo cut at ``depth`` levels: a body nested 100,000 deep must not take the
+    error handler's recursion down with it."""
+    if isinstance(value, dict | list | tuple) and depth <= 0:
+        return "..."
+    if isinstance(value, dict):
+        return {k: _shallow(v, depth - 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_shallow(v, depth - 1) for v in value]
+    return value
+
+
 def _describe(error: dict[str, Any]) -> str:
     loc = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
     return f"{loc}: {error.get('msg')}" if loc else str(error.get("msg"))
@@ -80,7 +107,8 @@ def _describe(error: dict[str, Any]) -> str:
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = json_safe(jsonable_encoder(exc.errors()))
+    raw = [{**e, "input": _shallow(e["input"])} if "input" in e else e for e in exc.errors()]
+    errors = json_safe(jsonable_encoder(raw))
     if is_har_path(request.url.path):
         return render_error(
             request.url.path,
@@ -88,7 +116,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
             "; ".join(_describe(e) for e in errors[:5]) or "Invalid request",
             details={"errors": [{"loc": e.get("loc"), "msg": e.get("msg")} for e in errors]},
         )
-    return JSONResponse({"detail": errors}, status_code=422)
+    return ErrorResponse({"detail": errors}, status_code=422)
 
 
 async def _on_labelhub_error(request: Request, exc: Exception) -> Response:
@@ -103,7 +131,7 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404 and message == "Not Found":
         message = "Not Found: no such route"
     if not is_har_path(request.url.path) and not isinstance(exc.detail, str):
-        return JSONResponse(
+        return ErrorResponse(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
     return render_error(request.url.path, exc.status_code, message, headers=dict(exc.headers or {}))

@@ -10,7 +10,11 @@ from labelhub.actionhub import schemas, store
 from labelhub.actionhub.deps import ProgramRead, ProgramWrite
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": schemas.Detail, "description": "Unsupported api-version, or a body not UTF-8"},
+    400: {
+        "model": schemas.Detail,
+        "description": "Unsupported api-version, or a body that does not parse "
+        "(not UTF-8, nested too deep)",
+    },
     403: {"model": schemas.Detail, "description": "Missing, unknown or revoked key, or no grant"},
     404: {"model": schemas.Detail, "description": "Program not found"},
     413: {"model": schemas.Detail, "description": "Request body over 5 MiB"},
