@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Header, Path, Query, Response
 
 from labelhub.actionhub import schemas, store
 from labelhub.actionhub.deps import ProgramRead, ProgramWrite
+from labelhub.core import etag
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {
@@ -57,17 +58,46 @@ async def put_labels(body: schemas.LabelList, access: ProgramWrite) -> schemas.S
     return schemas.SuccessMessage(result=_counted(upserted, "label"))
 
 
-@router.get("/labels", summary="List the program's labels")
+ETAG_HEADER = {
+    "ETag": {
+        "description": "labelhub extension: the page's entity tag, for If-None-Match",
+        "schema": {"type": "string"},
+    }
+}
+
+
+@router.get(
+    "/labels",
+    summary="List the program's labels",
+    response_model=schemas.LabelPage,
+    responses={
+        200: {"headers": ETAG_HEADER},
+        304: {"description": "Not modified (If-None-Match)", "headers": ETAG_HEADER},
+    },
+)
 async def get_labels(
-    access: ProgramRead, search: Search = None, page: Page = 1, size: Size = 50
-) -> schemas.LabelPage:
+    response: Response,
+    access: ProgramRead,
+    search: Search = None,
+    page: Page = 1,
+    size: Size = 50,
+    if_none_match: Annotated[
+        str | None,
+        Header(alias="if-none-match", description="304 when the page's ETag is one of these"),
+    ] = None,
+) -> schemas.LabelPage | Response:
     items, total = await access.read(store.list_labels, search, page, size)
-    return schemas.LabelPage(
+    answer = schemas.LabelPage(
         items=[schemas.Label(label=label, weight=weight) for label, weight in items],
         total=total,
         page=page,
         size=size,
     )
+    tag = etag.of(answer)
+    if not etag.if_none_match(if_none_match, tag):
+        return Response(status_code=304, headers={"ETag": tag})
+    response.headers["ETag"] = tag
+    return answer
 
 
 @router.delete("/labels/{label:path}", summary="Remove one label", responses=NOT_FOUND)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from sqlalchemy import Connection
 
+from labelhub.core import etag
 from labelhub.core.access import X_API_KEY
-from labelhub.core.errors import Invalid, Unsupported
+from labelhub.core.errors import Invalid, PreconditionFailed, Unsupported
 from labelhub.core.pagination import page_count
 from labelhub.har import schemas, store
 from labelhub.har.deps import (
@@ -161,41 +162,97 @@ async def register_artifact(
     return schemas.Success(data=await access.write(work))
 
 
+ETAG_HEADER = {
+    "ETag": {
+        "description": "labelhub extension: the summary's entity tag, for If-Match on the label "
+        "update and If-None-Match here",
+        "schema": {"type": "string"},
+    }
+}
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="if-match",
+        description="labelhub extension: update only if the summary's ETag is still one of these "
+        "(or * for any); otherwise 412 and nothing changes",
+    ),
+]
+IfNoneMatch = Annotated[
+    str | None,
+    Header(alias="if-none-match", description="304 when the summary's ETag is one of these"),
+]
+
+
+def summary_etag(summary: schemas.ArtifactSummary) -> str:
+    return etag.of(summary, exclude_none=True)
+
+
 @router.get(
     "/registry/{registry_ref}/artifact/{artifact}/summary",
     summary="Read an artifact's summary",
+    response_model=schemas.Success[schemas.ArtifactSummary],
     response_model_exclude_none=True,
+    responses={
+        200: {"headers": ETAG_HEADER},
+        304: {"description": "Not modified (If-None-Match)", "headers": ETAG_HEADER},
+    },
 )
 async def artifact_summary(
-    artifact: ArtifactPath, access: RegistryView, artifact_type: ArtifactTypeQuery = None
-) -> schemas.Success[schemas.ArtifactSummary]:
+    response: Response,
+    artifact: ArtifactPath,
+    access: RegistryView,
+    artifact_type: ArtifactTypeQuery = None,
+    if_none_match: IfNoneMatch = None,
+) -> schemas.Success[schemas.ArtifactSummary] | Response:
     name = artifact_name(artifact)
 
     def work(conn: Connection, registry: store.RegistryRow) -> schemas.ArtifactSummary:
         return _summary(registry, store.find_artifact(conn, registry, name, artifact_type))
 
-    return schemas.Success(data=await access.read(work))
+    summary = await access.read(work)
+    tag = summary_etag(summary)
+    if not etag.if_none_match(if_none_match, tag):
+        return Response(status_code=304, headers={"ETag": tag})
+    response.headers["ETag"] = tag
+    return schemas.Success(data=summary)
 
 
 @router.put(
     "/registry/{registry_ref}/artifact/{artifact}/labels",
     summary="Update Artifact Labels",
-    description="Replaces the artifact's whole label set (and modifiedAt) in one transaction.",
+    description="Replaces the artifact's whole label set (and modifiedAt) in one transaction. "
+    "labelhub extension: with If-Match, only while the summary's ETag is still the one given.",
     response_model_exclude_none=True,
+    responses={
+        200: {"headers": ETAG_HEADER},
+        412: {"model": schemas.Error, "description": "If-Match: the artifact has changed"},
+    },
 )
 async def update_artifact_labels(
+    response: Response,
     artifact: ArtifactPath,
     body: schemas.LabelsBody,
     access: RegistryEdit,
     artifact_type: ArtifactTypeQuery = None,
+    if_match: IfMatch = None,
 ) -> schemas.Success[schemas.ArtifactSummary]:
     name = artifact_name(artifact)
 
     def work(conn: Connection, registry: store.RegistryRow) -> schemas.ArtifactSummary:
+        if if_match is not None:
+            # Checked inside the write transaction, which holds the write lock: nobody can
+            # change the artifact between this comparison and the update.
+            current = _summary(registry, store.find_artifact(conn, registry, name, artifact_type))
+            if not etag.if_match(if_match, summary_etag(current)):
+                raise PreconditionFailed(
+                    "The artifact has changed since that ETag was read; read it again"
+                )
         updated = store.replace_labels(conn, registry, name, artifact_type, body.labels)
         return _summary(registry, updated)
 
-    return schemas.Success(data=await access.write(work))
+    summary = await access.write(work)
+    response.headers["ETag"] = summary_etag(summary)
+    return schemas.Success(data=summary)
 
 
 @router.delete("/registry/{registry_ref}/artifact/{artifact}", summary="Delete an artifact")
