@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import queue
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -153,6 +154,7 @@ class _Job:
     loop: asyncio.AbstractEventLoop | None
     future: asyncio.Future[Any] | None
     outcome: tuple[bool, Any] = field(default=(False, None))
+    state: str = "queued"  # -> "running" -> done; or "abandoned" by a caller that gave up
 
 
 def _deliver(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -167,9 +169,11 @@ def _deliver(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
 class Writer:
     """One thread that runs every write of this process, several transactions per commit."""
 
-    def __init__(self, db: Database, batch_max: int) -> None:
+    def __init__(self, db: Database, batch_max: int, deadline: float) -> None:
         self._db = db
         self._batch_max = batch_max
+        self._deadline = deadline
+        self._states = threading.Lock()
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -188,11 +192,45 @@ class Writer:
                     self._thread.start()
 
     async def submit(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """Queue a write and wait for its commit, at most ``deadline`` seconds.
+
+        Past the deadline, a write still queued is withdrawn (503, nothing written). A write in
+        a batch that is still running means the database stopped answering mid-transaction (a
+        hung server, a cut network): the writer's connection is cut so the batch fails at once
+        with an outage (503) instead of waiting for TCP to give up.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        job = _Job(fn, args, loop, future)
         self._ensure_started()
-        self._queue.put(_Job(fn, args, loop, future))
-        return await future
+        self._queue.put(job)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self._deadline)
+        except TimeoutError:
+            pass
+        with self._states:
+            if job.state == "queued":
+                job.state = "abandoned"
+                raise Unavailable(
+                    f"The database did not take the write within {self._deadline:g} s; "
+                    "nothing was written"
+                )
+        self.cut_connection()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self._deadline)
+        except TimeoutError:
+            raise Unavailable("The database stopped answering during the write") from None
+
+    def cut_connection(self) -> None:
+        """Shut the socket of the writer's PostgreSQL connection under a blocked query."""
+        conn = self._conn
+        if conn is None or self._db.dialect != "postgresql":
+            return
+        with contextlib.suppress(Exception):
+            fd = conn.connection.dbapi_connection.pgconn.socket  # type: ignore[union-attr]
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+            log.warning("cut the writer's database connection: no answer within the timeout")
 
     def submit_nowait(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         """Queue a write nobody waits for (bookkeeping such as a key's last use)."""
@@ -229,7 +267,12 @@ class Writer:
                     stop = True
                     break
                 batch.append(nxt)
-            self._execute(batch)
+            with self._states:
+                batch = [j for j in batch if j.state != "abandoned"]
+                for j in batch:
+                    j.state = "running"
+            if batch:
+                self._execute(batch)
             if stop:
                 return
 
@@ -334,7 +377,7 @@ class Database:
         self.settings = settings
         self.dialect = database_dialect(settings.database_url)
         self.engine = make_engine(settings)
-        self.writer = Writer(self, settings.write_batch_max)
+        self.writer = Writer(self, settings.write_batch_max, settings.db_timeout)
         self._key_uses: dict[int, int] = {}
 
     # -- synchronous: CLI, migrations, and the threads the async helpers use ---------------
