@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import schemathesis
@@ -43,8 +44,10 @@ SPARE_REGISTRIES = ["acct/spare1", "acct/org/spare2"]
 
 
 def _ref_forms(ref: str) -> list[str]:
-    """Both spellings of a HAR ref as a path parameter value (schemathesis quotes it once)."""
-    return [ref, f"{ref}/+"]
+    """Both wire spellings of a HAR ref or artifact name as a path parameter value, ready to
+    put in the URL (schemathesis quotes what it generates, not what is put in afterwards)."""
+    quoted = quote(ref, safe="")
+    return [quoted, f"{ref}/+"] if "/" in ref else [quoted]
 
 
 @dataclass
@@ -61,9 +64,9 @@ class Seeded:
             refs = [*REGISTRIES, *SPARE_REGISTRIES]
             return [form for ref in refs for form in _ref_forms(ref)]
         if name == "space_ref":
-            return ["acct", "acct/+", "acct/org", "acct/org/+"]
+            return [form for space in ("acct", "acct/org") for form in _ref_forms(space)]
         if name == "artifact":
-            return [*ARTIFACTS, *(f"{a}/+" for a in ARTIFACTS if "/" in a)]
+            return [form for name in ARTIFACTS for form in _ref_forms(name)]
         if name == "label":
             return ["red", "blue", "gone"]
         if name == "asset_id":
@@ -144,7 +147,7 @@ def _mix(draw: Any, case: Any, seeded: Seeded) -> None:
     """Replace some generated values by seeded ones (three times in four), in place."""
 
     def often() -> bool:
-        return bool(draw(st.integers(0, 3)))
+        return bool(draw(st.sampled_from([True, True, True, False])))
 
     for name in list(case.path_parameters or {}):
         values = seeded.path_values(name)
@@ -154,6 +157,9 @@ def _mix(draw: Any, case: Any, seeded: Seeded) -> None:
         case.path_parameters["key_id"] = seeded.key_ids[0]  # the fuzzer's own key stays
     if isinstance(case.body, dict) and isinstance(case.body.get("grants"), list) and often():
         case.body["grants"] = [{"scope": "program:shop", "role": "read"}]
+    labels = case.body.get("labels") if isinstance(case.body, dict) else None
+    if isinstance(labels, list) and all(isinstance(x, str) for x in labels) and often():
+        case.body["labels"] = draw(st.lists(st.sampled_from(["prod", "team", "x-y", "ß"])))
     headers = case.headers if case.headers is not None else {}
     if "program-id" in headers and often():
         headers["program-id"] = draw(st.sampled_from(["shop", "spare-a"]))
