@@ -132,9 +132,22 @@ async def test_keys_create_list_revoke(client: httpx.AsyncClient, admin_key: str
     r = await client.delete("/admin/keys/999999", headers=h(admin_key))
     assert r.status_code == 404 and r.json() == {"detail": "Key not found"}
     # Found by the contract fuzzer: an id past 64 bits reached the database and came back a 500.
-    for bad in ("9223372036854775808", "0", "-1"):
+    # The long fuzz run: past 32 bits it reached PostgreSQL's integer column (500 there).
+    for bad in ("2147483648", "9223372036854775808", "0", "-1"):
         r = await client.delete(f"/admin/keys/{bad}", headers=h(admin_key))
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "key_id"], bad
+
+
+async def test_names_refuse_control_characters(client: httpx.AsyncClient, admin_key: str) -> None:
+    # Found by the long fuzz run: a NUL reached PostgreSQL (500); now 422 before any write.
+    r = await client.post(
+        "/admin/programs", json={"program_id": "p", "name": "a\x00b"}, headers=h(admin_key)
+    )
+    assert r.status_code == 422
+    body = {"name": "k\x00", "grants": [{"scope": "admin", "role": "admin"}]}
+    r = await client.post("/admin/keys", json=body, headers=h(admin_key))
+    assert r.status_code == 422
+    assert (await client.get("/admin/programs", headers=h(admin_key))).json() == []
 
 
 async def test_key_grant_validation(client: httpx.AsyncClient, admin_key: str) -> None:

@@ -73,6 +73,27 @@ def envelope_error(status: int, message: str | None = None) -> Callable[[httpx.R
 # --- registries -----------------------------------------------------------------------------
 
 
+async def test_free_text_that_no_database_stores_is_400(har: Har) -> None:
+    # Found by the long fuzz run: a NUL in an artifact's version reached PostgreSQL (500).
+    r = await har.artifact("acct%2Fgeneric", "a", version="1\x00")
+    envelope_error(400)(r)
+    r = await har.registry("acct", "withnul", description="line\x00")
+    envelope_error(400)(r)
+    r = await har.http.put(
+        f"{P}/registry/acct%2Fgeneric",
+        content=b'{"description": "x\\ud800"}',
+        headers={**har.h(), "content-type": "application/json"},
+    )
+    envelope_error(400)(r)
+    # Newlines and tabs are fine in a description.
+    r = await har.http.put(
+        f"{P}/registry/acct%2Fgeneric", json={"description": "a\n\tb"}, headers=har.h()
+    )
+    assert r.status_code == 200 and r.json()["data"]["description"] == "a\n\tb"
+    summary = await har.http.get(f"{P}/registry/acct%2Fgeneric/artifact/a/summary", headers=har.h())
+    assert summary.status_code == 404  # nothing was written
+
+
 async def test_create_registry_shape(har: Har) -> None:
     r = await har.registry(
         "acct/org/proj", "my-reg.v1_x", "PYTHON", description="d", labels=["b", "a", "b"]

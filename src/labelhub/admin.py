@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 from sqlalchemy import Connection
 
 from labelhub.actionhub import store as actionhub_store
+from labelhub.actionhub.schemas import printable
 from labelhub.core import keys
 from labelhub.core.access import X_API_KEY
 from labelhub.core.db import Database
@@ -28,7 +29,7 @@ class Result(BaseModel):
 
 class ProgramIn(BaseModel):
     program_id: ProgramId
-    name: Annotated[str, Field(max_length=255)] | None = None
+    name: Annotated[str, Field(max_length=255), AfterValidator(printable)] | None = None
 
 
 class ProgramOut(BaseModel):
@@ -56,7 +57,7 @@ class GrantOut(BaseModel):
 
 
 class KeyIn(BaseModel):
-    name: Annotated[str, Field(min_length=1, max_length=255)]
+    name: Annotated[str, Field(min_length=1, max_length=255), AfterValidator(printable)]
     grants: Annotated[list[GrantIn], Field(min_length=1, max_length=100)]
 
 
@@ -212,7 +213,7 @@ async def list_keys(admin: Admin) -> list[KeyOut]:
     responses={404: {"model": Message, "description": "Unknown key"}},
 )
 async def revoke_key(
-    key_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="The key's id")], admin: Admin
+    key_id: Annotated[int, Path(ge=1, le=2**31 - 1, description="The key's id")], admin: Admin
 ) -> Result:
     def work(conn: Connection) -> None:
         admin(conn)

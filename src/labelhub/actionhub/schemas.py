@@ -14,6 +14,23 @@ from pydantic import AfterValidator, BaseModel, Field
 FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # The same rule for the OpenAPI document, so generated clients and fuzzers know it.
 PRINTABLE = {"pattern": r"^[^\x00-\x1f\x7f-\x9f\ud800-\udfff]*$"}
+# Free text (descriptions) may hold newlines and tabs, but not what no database can store: NUL
+# (PostgreSQL refuses it) and lone surrogates (not encodable as UTF-8).
+UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+STORABLE = {"pattern": r"^[^\x00\ud800-\udfff]*$"}
+
+
+def storable(value: str) -> str:
+    found = UNSTORABLE.search(value)
+    if found:
+        raise ValueError(f"must not contain U+{ord(found.group()):04X}")
+    return value
+
+
+def printable(value: str) -> str:
+    return _no_control_characters(value)
+
+
 MAX_LABELS_PER_PUT = 10_000
 MAX_ASSETS_PER_POST = 1_000
 MAX_LABELS_PER_ASSET = 1_000

@@ -17,7 +17,7 @@ from pydantic import (
     model_serializer,
 )
 
-from labelhub.actionhub.schemas import FORBIDDEN, PRINTABLE
+from labelhub.actionhub.schemas import FORBIDDEN, PRINTABLE, STORABLE, storable
 
 PackageType = Literal[
     "DOCKER",
@@ -78,6 +78,15 @@ ArtifactName = Annotated[
     AfterValidator(_printable),
 ]
 
+Description = Annotated[
+    str, Field(max_length=10_000, json_schema_extra=STORABLE), AfterValidator(storable)
+]
+Version = Annotated[
+    str,
+    Field(min_length=1, max_length=255, json_schema_extra=PRINTABLE),
+    AfterValidator(_printable),
+]
+
 T = TypeVar("T")
 
 
@@ -107,7 +116,7 @@ class RegistryConfig(BaseModel):
 class RegistryIn(BaseModel):
     identifier: Identifier
     packageType: PackageType
-    description: Annotated[str, Field(max_length=10_000)] | None = None
+    description: Description | None = None
     labels: LabelSet | None = None
     config: RegistryConfig
     parentRef: str | None = None
@@ -116,7 +125,7 @@ class RegistryIn(BaseModel):
 class RegistryUpdate(BaseModel):
     identifier: str | None = None
     packageType: PackageType | None = None
-    description: Annotated[str, Field(max_length=10_000)] | None = None
+    description: Description | None = None
     labels: LabelSet | None = None
     config: RegistryConfig | None = None
 
@@ -136,7 +145,7 @@ class Registry(BaseModel):
 class ArtifactIn(BaseModel):
     name: ArtifactName
     artifactType: ArtifactType | None = None
-    version: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    version: Version | None = None
     labels: LabelSet | None = None
 
 
