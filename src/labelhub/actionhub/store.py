@@ -12,13 +12,14 @@ Order is byte-wise on both dialects.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -81,12 +82,13 @@ def delete_program(conn: Connection, program_id: str) -> None:
         raise NotFound("Program not found")
 
 
+PROGRAM_PK = select(Program.id).where(Program.program_id == bindparam("program_id"))
+
+
 def program_pk(conn: Connection, program_id: str) -> int | None:
     cache = memo(conn)
     if ("program", program_id) not in cache:
-        cache["program", program_id] = conn.execute(
-            select(Program.id).where(Program.program_id == program_id)
-        ).scalar()
+        cache["program", program_id] = conn.execute(PROGRAM_PK, {"program_id": program_id}).scalar()
     found: int | None = cache["program", program_id]
     return found
 
@@ -140,6 +142,11 @@ def _search_filter(
     return f"t.{column} LIKE :pattern ESCAPE '\\'", {"pattern": _like_contains(folded)}
 
 
+@functools.cache
+def _kept_count_statement(kept_count: Any) -> Any:
+    return select(kept_count).where(Program.id == bindparam("pk"))
+
+
 def _page(
     conn: Connection,
     table: str,
@@ -161,7 +168,7 @@ def _page(
     offset = offset_of(page, size)
     params: dict[str, Any] = {"pk": pk, "size": size, "offset": offset}
     if folded is None:
-        total = int(conn.execute(select(kept_count).where(Program.id == pk)).scalar_one())
+        total = int(conn.execute(_kept_count_statement(kept_count), {"pk": pk}).scalar_one())
         if offset >= total:
             return [], total
         rows = conn.execute(

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from labelhub.core.config import KEY_PATTERN
 from labelhub.core.errors import Invalid, NotFound
@@ -126,6 +126,23 @@ def _covers(granted: str, space_path: str) -> bool:
     return space_path == granted or space_path.startswith(granted + "/")
 
 
+# Built once: the key and its grants in one statement (a key has few grants), on every request.
+KEY_WITH_GRANTS = (
+    select(
+        ApiKey.id,
+        ApiKey.prefix,
+        ApiKey.secret_hash,
+        ApiKey.revoked_at,
+        ApiKey.last_used_at,
+        KeyGrant.scope,
+        KeyGrant.role,
+    )
+    .outerjoin(KeyGrant, KeyGrant.key_id == ApiKey.id)
+    .where(ApiKey.secret_hash == bindparam("digest"))
+    .order_by(KeyGrant.scope)
+)
+
+
 def authenticate(
     conn: Connection,
     secret: str | None,
@@ -144,22 +161,14 @@ def authenticate(
     if ("key", digest) in cache:
         cached: Principal | None = cache["key", digest]
         return cached
-    row = conn.execute(
-        select(
-            ApiKey.id, ApiKey.prefix, ApiKey.secret_hash, ApiKey.revoked_at, ApiKey.last_used_at
-        ).where(ApiKey.secret_hash == digest)
-    ).first()
+    rows = conn.execute(KEY_WITH_GRANTS, {"digest": digest}).all()
+    row = rows[0] if rows else None
     if row is None or row.revoked_at is not None:
         cache["key", digest] = None
         return None
     if not hmac.compare_digest(row.secret_hash, digest):
         return None
-    grants = tuple(
-        Grant(scope, role)
-        for scope, role in conn.execute(
-            select(KeyGrant.scope, KeyGrant.role).where(KeyGrant.key_id == row.id)
-        )
-    )
+    grants = tuple(Grant(r.scope, r.role) for r in rows if r.scope is not None)
     principal = Principal(row.id, row.prefix, grants, row.last_used_at)
     cache["key", digest] = principal
     if record_use is not None and needs_touch(principal):
