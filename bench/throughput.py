@@ -265,8 +265,9 @@ def main() -> None:
             seed(bases["labelhub"], admin, workloads, 0.1 if args.quick else 1.0)
             for workload in workloads:
                 script = Path(tmp) / f"{workload}.lua"
+                artifacts = int(ARTIFACTS * (0.1 if args.quick else 1.0))
                 script.write_text(
-                    LUA_COMMON + LUA[workload] % {"programs": PROGRAMS, "artifacts": ARTIFACTS}
+                    LUA_COMMON + LUA[workload] % {"programs": PROGRAMS, "artifacts": artifacts}
                 )
                 result: dict[str, Any] = {}
                 for connections in map(int, args.connections.split(",")):
