@@ -13,12 +13,7 @@ would pay it), ``--runs`` times; medians with min and max.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import RESULTS, drop_database, fresh_database, serve, write_report
+from bench.common import drop_database, figures_main, fresh_database, serve
 from labelhub.core import keys
 
 QUICK = {"labels": 500, "assets": 50}
@@ -100,24 +95,7 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: proves the script runs")
-    parser.add_argument("--out", default=str(RESULTS))
-    args = parser.parse_args()
-    sizes = QUICK if args.quick else {}
-    report = {
-        "benchmark": "W4 big requests end to end",
-        "command": "python -m bench.bulk " + shlex.join(sys.argv[1:]),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "db": args.db,
-        "runs": args.runs,
-        "figures": measure(args.db, args.pg_url, args.runs, **sizes),
-    }
-    print(json.dumps(report["figures"]))
-    write_report(args.out, "bulk", args.db, report)
+    figures_main("bulk", "W4 big requests end to end", measure, QUICK)
 
 
 if __name__ == "__main__":

@@ -250,3 +250,28 @@ def analyze(db: Any) -> None:
         else:
             conn.exec_driver_sql("ANALYZE")
             conn.commit()
+
+
+def figures_main(
+    kind: str, title: str, measure: Callable[..., dict[str, Any]], quick: dict[str, int]
+) -> None:
+    """The command line of a script whose figures come from ``measure(db, pg_url, runs, **sizes)``:
+    ``--db``, ``--pg-url``, ``--runs``, ``--quick`` (``quick`` sizes), ``--out``; writes the report."""
+    module = sys.modules["__main__"].__spec__
+    parser = argparse.ArgumentParser(description=title)
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: proves the script runs")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    report = {
+        "benchmark": title,
+        "command": f"python -m {module.name if module else kind} " + shlex.join(sys.argv[1:]),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "db": args.db,
+        "runs": args.runs,
+        "figures": measure(args.db, args.pg_url, args.runs, **(quick if args.quick else {})),
+    }
+    print(json.dumps(report["figures"]))
+    write_report(args.out, kind, args.db, report)

@@ -11,13 +11,8 @@ per statement (rows/s), and single-row upsert transactions (transactions/s).
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import shlex
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from bench.common import RESULTS, drop_database, fresh_database, write_report
+from bench.common import drop_database, figures_main, fresh_database
 
 QUICK = {"rows": 2_000, "singles": 200}
 TABLE = (
@@ -109,24 +104,7 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: proves the script runs")
-    parser.add_argument("--out", default=str(RESULTS))
-    args = parser.parse_args()
-    sizes = QUICK if args.quick else {}
-    report = {
-        "benchmark": "raw database upserts",
-        "command": "python -m bench.raw_db " + shlex.join(sys.argv[1:]),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "db": args.db,
-        "runs": args.runs,
-        "figures": measure(args.db, args.pg_url, args.runs, **sizes),
-    }
-    print(json.dumps(report["figures"]))
-    write_report(args.out, "raw", args.db, report)
+    figures_main("raw", "raw database upserts", measure, QUICK)
 
 
 if __name__ == "__main__":

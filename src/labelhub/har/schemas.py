@@ -17,7 +17,7 @@ from pydantic import (
     model_serializer,
 )
 
-from labelhub.actionhub.schemas import FORBIDDEN, PRINTABLE, STORABLE, storable
+from labelhub.actionhub.schemas import PRINTABLE, STORABLE, printable, storable
 
 PackageType = Literal[
     "DOCKER",
@@ -35,13 +35,6 @@ PackageType = Literal[
 ArtifactType = Literal["model", "dataset"]
 MAX_LABELS = 1_000
 IDENTIFIER = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-
-
-def _printable(value: str) -> str:
-    found = FORBIDDEN.search(value)
-    if found:
-        raise ValueError(f"must not contain control characters (found U+{ord(found.group()):04X})")
-    return value
 
 
 def _label_set(labels: list[str]) -> list[str]:
@@ -64,7 +57,7 @@ def _identifier(value: str) -> str:
 Label = Annotated[
     str,
     Field(min_length=1, max_length=255, json_schema_extra=PRINTABLE),
-    AfterValidator(_printable),
+    AfterValidator(printable),
 ]
 LabelSet = Annotated[list[Label], AfterValidator(_label_set)]
 Identifier = Annotated[
@@ -75,7 +68,7 @@ Identifier = Annotated[
 ArtifactName = Annotated[
     str,
     Field(min_length=1, max_length=1024, json_schema_extra=PRINTABLE),
-    AfterValidator(_printable),
+    AfterValidator(printable),
 ]
 
 Description = Annotated[
@@ -84,7 +77,7 @@ Description = Annotated[
 Version = Annotated[
     str,
     Field(min_length=1, max_length=255, json_schema_extra=PRINTABLE),
-    AfterValidator(_printable),
+    AfterValidator(printable),
 ]
 
 T = TypeVar("T")
