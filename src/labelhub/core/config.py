@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     # Most transactions the single writer folds into one commit.
     write_batch_max: int = Field(default=256, ge=1)
+    # Threads that run read transactions (few: the work holds the GIL; see Database.read).
+    read_threads: int = Field(default=4, ge=1, le=256)
     log_level: str = "info"
 
     @field_validator("database_url")

@@ -21,6 +21,7 @@ import os
 import queue
 import socket
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -379,6 +380,9 @@ class Database:
         self.engine = make_engine(settings)
         self.writer = Writer(self, settings.write_batch_max, settings.db_timeout)
         self._key_uses: dict[int, int] = {}
+        self._read_limiters: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, anyio.CapacityLimiter
+        ] = weakref.WeakKeyDictionary()
 
     # -- synchronous: CLI, migrations, and the threads the async helpers use ---------------
 
@@ -416,7 +420,17 @@ class Database:
     # -- asynchronous: request handlers ------------------------------------------------------
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(self.run_read, fn, *args)
+        """Run ``fn(conn, *args)`` in a read transaction on one of ``read_threads`` threads.
+
+        Few threads on purpose: the work is Python holding the GIL, and 40 threads (anyio's
+        default) contending with the event loop served W3 at 213 req/s on SQLite where 4 serve
+        306 and 2 serve 378 (PostgreSQL: 158 with 40, 203 with 4); see bench/README.md.
+        """
+        loop = asyncio.get_running_loop()
+        limiter = self._read_limiters.get(loop)
+        if limiter is None:
+            limiter = self._read_limiters[loop] = anyio.CapacityLimiter(self.settings.read_threads)
+        return await anyio.to_thread.run_sync(self.run_read, fn, *args, limiter=limiter)
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` in the writer; returns once its transaction has committed."""
