@@ -76,7 +76,10 @@ def throughput_section(report: dict[str, Any]) -> list[str]:
         "| labelhub peak RSS |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    later = []
     for workload, result in report["workloads"].items():
+        if "command" in result:
+            later.append(f"{workload}: `{result['command']}` ({result['date']})")
         for connections in ("c64", "c16"):
             section = result.get(connections)
             if not section:
@@ -90,6 +93,8 @@ def throughput_section(report: dict[str, Any]) -> list[str]:
                 f"| {result['labelhub_peak_rss_mb']} MB |"
             )
     lines.append("")
+    if later:
+        lines += ["Rows rerun later, after a change, by: " + "; ".join(later), ""]
     return lines
 
 
