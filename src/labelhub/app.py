@@ -74,29 +74,21 @@ def render_labelhub_error(path: str, error: Exception) -> JSONResponse:
     return render_error(path, 500, "Internal server error")
 
 
-def json_safe(value: Any) -> Any:
-    """Validation ``input`` may hold NaN or ±Infinity, which JSON cannot carry: spell them."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
-
-
 ECHO_DEPTH = 16
 
 
-def _shallow(value: Any, depth: int = ECHO_DEPTH) -> Any:
-    """The ``input`` echo cut at ``depth`` levels: a body nested 100,000 deep must not take the
-    error handler's recursion down with it."""
+def json_safe(value: Any, depth: int = ECHO_DEPTH) -> Any:
+    """A validation error's echo of the input, made fit for JSON: NaN and ±Infinity (which JSON
+    cannot carry) spelled out, and nesting cut at ``depth`` levels (a body nested 100,000 deep must
+    not take the error handler's recursion down with it)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, dict | list | tuple) and depth <= 0:
         return "..."
     if isinstance(value, dict):
-        return {k: _shallow(v, depth - 1) for k, v in value.items()}
+        return {k: json_safe(v, depth - 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_shallow(v, depth - 1) for v in value]
+        return [json_safe(v, depth - 1) for v in value]
     return value
 
 
@@ -107,8 +99,8 @@ def _describe(error: dict[str, Any]) -> str:
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    raw = [{**e, "input": _shallow(e["input"])} if "input" in e else e for e in exc.errors()]
-    errors = json_safe(jsonable_encoder(raw))
+    raw = [{**e, "input": json_safe(e["input"])} if "input" in e else e for e in exc.errors()]
+    errors = jsonable_encoder(raw)
     if is_har_path(request.url.path):
         return render_error(
             request.url.path,
