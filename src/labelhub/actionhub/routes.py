@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from labelhub.actionhub import schemas, store
 from labelhub.actionhub.deps import ProgramRead, ProgramWrite
@@ -58,22 +58,11 @@ async def put_labels(body: schemas.LabelList, access: ProgramWrite) -> schemas.S
     return schemas.SuccessMessage(result=_counted(upserted, "label"))
 
 
-ETAG_HEADER = {
-    "ETag": {
-        "description": "labelhub extension: the page's entity tag, for If-None-Match",
-        "schema": {"type": "string"},
-    }
-}
-
-
 @router.get(
     "/labels",
     summary="List the program's labels",
     response_model=schemas.LabelPage,
-    responses={
-        200: {"headers": ETAG_HEADER},
-        304: {"description": "Not modified (If-None-Match)", "headers": ETAG_HEADER},
-    },
+    responses=etag.documented("the page"),
 )
 async def get_labels(
     response: Response,
@@ -81,10 +70,7 @@ async def get_labels(
     search: Search = None,
     page: Page = 1,
     size: Size = 50,
-    if_none_match: Annotated[
-        str | None,
-        Header(alias="if-none-match", description="304 when the page's ETag is one of these"),
-    ] = None,
+    if_none_match: etag.IfNoneMatch = None,
 ) -> schemas.LabelPage | Response:
     items, total = await access.read(store.list_labels, search, page, size)
     answer = schemas.LabelPage(
@@ -93,11 +79,7 @@ async def get_labels(
         page=page,
         size=size,
     )
-    tag = etag.of(answer)
-    if not etag.if_none_match(if_none_match, tag):
-        return Response(status_code=304, headers={"ETag": tag})
-    response.headers["ETag"] = tag
-    return answer
+    return etag.not_modified(response, etag.of(answer), if_none_match) or answer
 
 
 @router.delete("/labels/{label:path}", summary="Remove one label", responses=NOT_FOUND)

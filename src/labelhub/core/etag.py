@@ -8,8 +8,38 @@ matches), ``If-None-Match`` weakly, as the RFC says.
 from __future__ import annotations
 
 import hashlib
+from typing import Annotated, Any
 
+from fastapi import Header, Response
 from pydantic import BaseModel
+
+IfNoneMatch = Annotated[
+    str | None,
+    Header(alias="if-none-match", description="304 when the current ETag is one of these"),
+]
+
+
+def documented(what: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI responses of a read that carries an ETag of ``what`` and answers 304."""
+    header = {
+        "ETag": {
+            "description": f"labelhub extension: the entity tag of {what}",
+            "schema": {"type": "string"},
+        }
+    }
+    return {
+        200: {"headers": header},
+        304: {"description": "Not modified (If-None-Match)", "headers": header},
+    }
+
+
+def not_modified(response: Response, tag: str, header: str | None) -> Response | None:
+    """A 304 when the ``If-None-Match`` header holds ``tag``; otherwise None, with ``tag`` set on
+    ``response`` (the handler's response) for the full answer."""
+    if not if_none_match(header, tag):
+        return Response(status_code=304, headers={"ETag": tag})
+    response.headers["ETag"] = tag
+    return None
 
 
 def of(representation: BaseModel, *, exclude_none: bool = False) -> str:

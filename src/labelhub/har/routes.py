@@ -162,13 +162,7 @@ async def register_artifact(
     return schemas.Success(data=await access.write(work))
 
 
-ETAG_HEADER = {
-    "ETag": {
-        "description": "labelhub extension: the summary's entity tag, for If-Match on the label "
-        "update and If-None-Match here",
-        "schema": {"type": "string"},
-    }
-}
+SUMMARY_ETAG = etag.documented("the artifact summary, for If-Match on the label update")
 IfMatch = Annotated[
     str | None,
     Header(
@@ -176,10 +170,6 @@ IfMatch = Annotated[
         description="labelhub extension: update only if the summary's ETag is still one of these "
         "(or * for any); otherwise 412 and nothing changes",
     ),
-]
-IfNoneMatch = Annotated[
-    str | None,
-    Header(alias="if-none-match", description="304 when the summary's ETag is one of these"),
 ]
 
 
@@ -192,17 +182,14 @@ def summary_etag(summary: schemas.ArtifactSummary) -> str:
     summary="Read an artifact's summary",
     response_model=schemas.Success[schemas.ArtifactSummary],
     response_model_exclude_none=True,
-    responses={
-        200: {"headers": ETAG_HEADER},
-        304: {"description": "Not modified (If-None-Match)", "headers": ETAG_HEADER},
-    },
+    responses=SUMMARY_ETAG,
 )
 async def artifact_summary(
     response: Response,
     artifact: ArtifactPath,
     access: RegistryView,
     artifact_type: ArtifactTypeQuery = None,
-    if_none_match: IfNoneMatch = None,
+    if_none_match: etag.IfNoneMatch = None,
 ) -> schemas.Success[schemas.ArtifactSummary] | Response:
     name = artifact_name(artifact)
 
@@ -210,11 +197,8 @@ async def artifact_summary(
         return _summary(registry, store.find_artifact(conn, registry, name, artifact_type))
 
     summary = await access.read(work)
-    tag = summary_etag(summary)
-    if not etag.if_none_match(if_none_match, tag):
-        return Response(status_code=304, headers={"ETag": tag})
-    response.headers["ETag"] = tag
-    return schemas.Success(data=summary)
+    not_modified = etag.not_modified(response, summary_etag(summary), if_none_match)
+    return not_modified or schemas.Success(data=summary)
 
 
 @router.put(
@@ -224,7 +208,7 @@ async def artifact_summary(
     "labelhub extension: with If-Match, only while the summary's ETag is still the one given.",
     response_model_exclude_none=True,
     responses={
-        200: {"headers": ETAG_HEADER},
+        200: SUMMARY_ETAG[200],
         412: {"model": schemas.Error, "description": "If-Match: the artifact has changed"},
     },
 )
@@ -239,15 +223,16 @@ async def update_artifact_labels(
     name = artifact_name(artifact)
 
     def work(conn: Connection, registry: store.RegistryRow) -> schemas.ArtifactSummary:
-        if if_match is not None:
-            # Checked inside the write transaction, which holds the write lock: nobody can
-            # change the artifact between this comparison and the update.
-            current = _summary(registry, store.find_artifact(conn, registry, name, artifact_type))
-            if not etag.if_match(if_match, summary_etag(current)):
+        def unchanged(current: store.ArtifactRow) -> None:
+            # On the locked row, inside the write transaction (which holds the write lock):
+            # nobody can change the artifact between this comparison and the update.
+            if not etag.if_match(if_match, summary_etag(_summary(registry, current))):
                 raise PreconditionFailed(
                     "The artifact has changed since that ETag was read; read it again"
                 )
-        updated = store.replace_labels(conn, registry, name, artifact_type, body.labels)
+
+        check = unchanged if if_match is not None else None
+        updated = store.replace_labels(conn, registry, name, artifact_type, body.labels, check)
         return _summary(registry, updated)
 
     summary = await access.write(work)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -306,14 +307,22 @@ def register_artifact(
 
 
 def replace_labels(
-    conn: Connection, registry: RegistryRow, name: str, artifact_type: str | None, labels: list[str]
+    conn: Connection,
+    registry: RegistryRow,
+    name: str,
+    artifact_type: str | None,
+    labels: list[str],
+    check: Callable[[ArtifactRow], None] | None = None,
 ) -> ArtifactRow:
     """Replace the artifact's label set and ``modifiedAt`` and nothing else, in this transaction.
 
     The artifact row is locked first (PostgreSQL), so a concurrent delete either happened before
-    (404) or waits; a deleted artifact is never given labels again.
+    (404) or waits; a deleted artifact is never given labels again. ``check(artifact)`` runs on
+    the locked row before anything is written (an If-Match raises there).
     """
     artifact = find_artifact(conn, registry, name, artifact_type, lock=True)
+    if check is not None:
+        check(artifact)
     now = now_ms()
     touched = conn.execute(
         update(Artifact).where(Artifact.id == artifact.id).values(modified_at=now)
