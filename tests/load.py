@@ -82,6 +82,16 @@ class Load:
                 a.status for a in self.answers if (api in (None, a.api)) and a.started >= since
             )
 
+    def first_success_after(self, moment: float) -> dict[str, float]:
+        """Per API, seconds from ``moment`` until the first 200 answered after it."""
+        found: dict[str, float] = {}
+        with self._lock:
+            for a in self.answers:
+                ended = a.started + a.seconds
+                if a.status == 200 and ended >= moment and a.api not in found:
+                    found[a.api] = ended - moment
+        return found
+
     def _send(
         self, http: httpx.Client, api: str, method: str, url: str, **kw: Any
     ) -> httpx.Response | None:

@@ -101,13 +101,10 @@ def test_outage_answers_503_and_heals(cluster: PrivateCluster, tmp_path: Path, o
         cluster.start() if outage == "stop" else cluster.thaw()
         up = time.monotonic()
         deadline = up + 30
-        recovered: dict[str, float] = {}
+        recovered = writers.first_success_after(up)
         while len(recovered) < 2 and time.monotonic() < deadline:
-            with writers._lock:
-                for a in writers.answers:
-                    if a.status == 200 and a.started + a.seconds >= up and a.api not in recovered:
-                        recovered[a.api] = max(0.0, a.started + a.seconds - up)
             time.sleep(0.05)
+            recovered = writers.first_success_after(up)
         writers.stop()
         assert set(reads) == {503}, reads
         assert httpx.get(server.url + "/readyz", timeout=30).status_code == 200
