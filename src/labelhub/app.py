@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from labelhub import __version__, admin, ops
 from labelhub.actionhub import routes as actionhub_routes
+from labelhub.actionhub.worker import QueueWorker
 from labelhub.core.config import Settings
 from labelhub.core.db import Database
 from labelhub.core.errors import LabelhubError, status_of
@@ -138,11 +139,20 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """The labelhub ASGI app. The schema must already be migrated (``labelhub serve`` does)."""
     database = db or Database(settings)
 
+    worker = QueueWorker(
+        database, poll_seconds=settings.worker_poll_seconds, batch=settings.worker_batch
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if db is None:  # we made it, we close it
-            database.close()
+        if settings.worker:
+            worker.start()
+        try:
+            yield
+        finally:
+            await worker.stop()
+            if db is None:  # we made it, we close it
+                database.close()
 
     app = FastAPI(
         title="labelhub",
@@ -158,6 +168,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = database
     app.state.metrics = ops.Metrics(database)
+    app.state.worker = worker
 
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(LabelhubError, _on_labelhub_error)

@@ -1,10 +1,11 @@
-"""ActionHub routes at the server root: labels and assets (events and actions come later)."""
+"""ActionHub routes at the server root: labels, assets, events and recommended actions."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from labelhub.actionhub import schemas, store
 from labelhub.actionhub.deps import ProgramRead, ProgramWrite
@@ -26,6 +27,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter(tags=["ActionHub"], responses=ERRORS)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Search = Annotated[
     str | None,
@@ -125,3 +127,140 @@ async def get_asset(asset_id: AssetIdPath, access: ProgramRead) -> schemas.Asset
 async def delete_asset(asset_id: AssetIdPath, access: ProgramWrite) -> schemas.SuccessMessage:
     await access.write(store.delete_asset, asset_id)
     return schemas.SuccessMessage(result=f"Asset {asset_id!r} deleted")
+
+
+# --- events and recommendations -------------------------------------------------------------
+
+USER_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": schemas.Detail, "description": "Program or user not found"}
+}
+UserPath = Annotated[
+    schemas.UserId,
+    Path(min_length=1, max_length=64, description="Percent-encoded user id"),
+]
+
+
+def _epoch_ms(value: datetime) -> int:
+    return (value - EPOCH) // timedelta(milliseconds=1)
+
+
+def _utc(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+@router.post("/events", summary="Record user events")
+async def post_events(
+    request: Request,
+    body: schemas.EventList,
+    access: ProgramWrite,
+    queue_updates: Annotated[
+        bool,
+        Query(description="Refresh the users' recommendations in the background, not now"),
+    ] = False,
+    process_user_actions: Annotated[
+        bool, Query(description="Refresh the recommendations of the events' users")
+    ] = True,
+) -> schemas.SuccessMessage:
+    """Appends 1-1,000 events in one transaction. With ``process_user_actions`` the events' users
+    get fresh recommendations: before the answer (``queue_updates=false``) or from the background
+    worker (``queue_updates=true``; the queue is durable). Without it the events are stored and
+    count from the user's next processing (a later ``POST /events`` that processes, or a rebase)."""
+    events = [
+        store.EventIn(
+            e.user_id, _epoch_ms(e.event_timestamp), e.event_type, e.asset_id, list(e.labels)
+        )
+        for e in body.events
+    ]
+    recorded = await access.write(
+        store.record_events,
+        events,
+        process_user_actions,
+        queue_updates,
+    )
+    users = _plural(len(recorded.users), "user")
+    if recorded.queued:
+        request.app.state.worker.poke()
+        outcome = "recommendations queued for update"
+    elif process_user_actions:
+        outcome = "recommendations updated"
+    else:
+        outcome = "recommendations not updated"
+    return schemas.SuccessMessage(
+        result=f"{_plural(recorded.events, 'event')} recorded for {users}; {outcome}"
+    )
+
+
+@router.get("/users/{user_id:path}/events", summary="A user's events", responses=USER_NOT_FOUND)
+async def get_user_events(
+    user_id: UserPath,
+    access: ProgramRead,
+    limit: Annotated[
+        int, Query(ge=1, le=10_000, description="Most recent events returned (extension)")
+    ] = 1_000,
+) -> schemas.History:
+    """The user's most recent ``limit`` events, oldest first; asset names and labels are the
+    catalogue's at answer time."""
+    rows = await access.read(store.user_history, user_id, limit)
+    return schemas.History(
+        history=[
+            schemas.HistoryItem(
+                timestamp=_utc(r.event_ts),
+                event_type=r.event_type,
+                asset_id=r.asset_id,
+                asset_name=r.asset_name,
+                event_labels=r.event_labels,
+                asset_labels=r.asset_labels,
+            )
+            for r in rows
+        ]
+    )
+
+
+@router.get(
+    "/users/{user_id:path}/actions",
+    summary="The user's next best actions",
+    responses=USER_NOT_FOUND,
+)
+async def get_user_actions(
+    request: Request,
+    user_id: UserPath,
+    access: ProgramRead,
+    limit: Annotated[int, Query(ge=1, le=100, description="Actions returned")] = 10,
+    allow_repeats: Annotated[
+        bool, Query(description="Include actions the user has already taken")
+    ] = True,
+) -> schemas.Actions:
+    """Actions (event type, asset) by ``growth_weight``, highest first. See
+    docs/recommendations.md for the formulas."""
+    pk, found = await access.read(store.recommend, user_id, limit, allow_repeats)
+    if found.stale:  # the catalogue changed since the pool was computed: refresh it soon
+        request.app.state.db.writer.submit_nowait(store.enqueue_users, (pk, [user_id]))
+        request.app.state.worker.poke()
+    return schemas.Actions(
+        actions=[
+            schemas.RecommendedAction(
+                event_type=a.event_type,
+                asset_id=a.asset_id,
+                asset_name=a.asset_name,
+                growth_weight=a.growth_weight,
+                base_weight=a.base_weight,
+            )
+            for a in found.actions
+        ]
+    )
+
+
+@router.put(
+    "/users/{user_id:path}/rebase",
+    summary="Recompute the user's recommendations now",
+    responses=USER_NOT_FOUND,
+)
+async def rebase_user(user_id: UserPath, access: ProgramWrite) -> schemas.SuccessMessage:
+    events = await access.write(store.rebase_user, user_id)
+    return schemas.SuccessMessage(
+        result=f"Recommendations of user {user_id!r} recomputed from {_plural(events, 'event')}"
+    )

@@ -1,4 +1,4 @@
-"""ActionHub wire shapes (see ``shared/spec/actionhub.md``: Labels, Assets).
+"""ActionHub wire shapes (see ``shared/spec/actionhub.md``: Labels, Assets, Events).
 
 Control characters (U+0000-U+001F, U+007F-U+009F) and lone surrogates (which JSON escapes can
 carry but no database can store) are refused in every name with a 422, never a 500.
@@ -7,9 +7,10 @@ carry but no database can store) are refused in every name with a 422, never a 5
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # The same rule for the OpenAPI document, so generated clients and fuzzers know it.
@@ -113,3 +114,83 @@ class AssetPage(BaseModel):
 
 class Detail(BaseModel):
     detail: str
+
+
+# --- events and recommendations -------------------------------------------------------------
+
+MAX_EVENTS_PER_POST = 1_000
+MAX_LABELS_PER_EVENT = 1_000
+# "2026-11-23T10:00", optionally seconds, fraction and offset: a date and a time, as ISO 8601
+# writes them; bare numbers and dates without a time are refused.
+ISO_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _date_time_text(value: object) -> object:
+    if not isinstance(value, str) or not ISO_DATE_TIME.match(value):
+        raise ValueError("must be an ISO 8601 date-time string, e.g. 2026-11-23T10:00:00Z")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    """Naive times are UTC; the instant must be representable in UTC (years 1-9999)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the years 1 to 9999 in UTC") from None
+
+
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_date_time_text),
+    AfterValidator(_in_utc),
+    Field(description="ISO 8601 date-time; without an offset it is UTC. Kept to the millisecond."),
+]
+UserId = Annotated[
+    str,
+    Field(min_length=1, max_length=64, json_schema_extra=PRINTABLE),
+    AfterValidator(_no_control_characters),
+]
+EventType = Annotated[
+    str,
+    Field(min_length=1, max_length=64, json_schema_extra=PRINTABLE),
+    AfterValidator(_no_control_characters),
+]
+
+
+class Event(BaseModel):
+    user_id: UserId
+    event_timestamp: Timestamp
+    event_type: EventType
+    asset_id: AssetId
+    labels: Annotated[list[LabelName], Field(max_length=MAX_LABELS_PER_EVENT)] = []
+
+
+class EventList(BaseModel):
+    events: Annotated[list[Event], Field(min_length=1, max_length=MAX_EVENTS_PER_POST)]
+
+
+class HistoryItem(BaseModel):
+    timestamp: datetime
+    event_type: str
+    asset_id: str
+    asset_name: str | None
+    event_labels: list[str]
+    asset_labels: list[str]
+
+
+class History(BaseModel):
+    history: list[HistoryItem]
+
+
+class RecommendedAction(BaseModel):
+    event_type: str
+    asset_id: str
+    asset_name: str | None
+    growth_weight: float
+    base_weight: float
+
+
+class Actions(BaseModel):
+    actions: list[RecommendedAction]

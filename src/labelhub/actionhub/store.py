@@ -23,6 +23,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, text, upda
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from labelhub.actionhub import recommender
 from labelhub.actionhub.schemas import FORBIDDEN
 from labelhub.core.errors import Conflict, NotFound
 from labelhub.core.keys import now_ms
@@ -94,14 +95,17 @@ def program_pk(conn: Connection, program_id: str) -> int | None:
 
 
 def _add_to_counts(conn: Connection, pk: int, *, labels: int = 0, assets: int = 0) -> None:
-    if labels or assets:
-        conn.execute(
-            update(Program)
-            .where(Program.id == pk)
-            .values(
-                label_count=Program.label_count + labels, asset_count=Program.asset_count + assets
-            )
+    """Keep the program's counts, and mark its catalogue changed (recommendation pools older
+    than the mark are refreshed when next read)."""
+    conn.execute(
+        update(Program)
+        .where(Program.id == pk)
+        .values(
+            label_count=Program.label_count + labels,
+            asset_count=Program.asset_count + assets,
+            catalogue_changed_at=now_ms(),
         )
+    )
 
 
 # --- search patterns ------------------------------------------------------------------------
@@ -452,3 +456,147 @@ def delete_asset(conn: Connection, pk: int, asset_id: str) -> None:
     if deleted.rowcount == 0:
         raise NotFound("Asset not found")
     _add_to_counts(conn, pk, assets=-1)
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventIn:
+    user_id: str
+    event_ts: int  # Unix epoch milliseconds, UTC
+    event_type: str
+    asset_id: str
+    labels: list[str]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    events: int
+    users: list[str]  # distinct, sorted
+    processed: int  # users whose recommendations were recomputed in this transaction
+    queued: int  # users handed to the background worker
+
+
+INSERT_EVENT_SQLITE = (
+    "INSERT INTO ah_events (program_pk, user_id, event_ts, event_type, asset_id, labels) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+INSERT_EVENTS_POSTGRESQL = text(
+    "INSERT INTO ah_events (program_pk, user_id, event_ts, event_type, asset_id, labels) "
+    "SELECT :pk, u, t, e, a, CAST(l AS json) FROM unnest(CAST(:users AS text[]), "
+    "CAST(:times AS bigint[]), CAST(:types AS text[]), CAST(:assets AS text[]), "
+    "CAST(:labels AS text[])) WITH ORDINALITY AS i(u, t, e, a, l, n) ORDER BY i.n"
+)
+COUNT_USER_EVENTS = text(
+    "INSERT INTO ah_users (program_pk, user_id, events) VALUES (:pk, :user, :n) "
+    "ON CONFLICT (program_pk, user_id) DO UPDATE SET events = ah_users.events + excluded.events"
+)
+ENQUEUE = text(
+    "INSERT INTO ah_user_queue (program_pk, user_id, queued_at) VALUES (:pk, :user, :now) "
+    "ON CONFLICT (program_pk, user_id) DO NOTHING"
+)
+
+
+def record_events(
+    conn: Connection, pk: int, events: Sequence[EventIn], process: bool, queue: bool
+) -> Recorded:
+    """Append the events (one transaction) and, when asked, bring their users' recommendations
+    up to date: now (``queue=False``) or through the durable queue (``queue=True``)."""
+    labels = [json.dumps(e.labels, ensure_ascii=False) for e in events]
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            INSERT_EVENTS_POSTGRESQL,
+            {
+                "pk": pk,
+                "users": [e.user_id for e in events],
+                "times": [e.event_ts for e in events],
+                "types": [e.event_type for e in events],
+                "assets": [e.asset_id for e in events],
+                "labels": labels,
+            },
+        )
+    else:
+        conn.exec_driver_sql(
+            INSERT_EVENT_SQLITE,
+            [
+                (pk, e.user_id, e.event_ts, e.event_type, e.asset_id, label_text)
+                for e, label_text in zip(events, labels, strict=True)
+            ],
+        )
+    counts: dict[str, int] = {}
+    for e in events:
+        counts[e.user_id] = counts.get(e.user_id, 0) + 1
+    users = sorted(counts)
+    conn.execute(COUNT_USER_EVENTS, [{"pk": pk, "user": u, "n": counts[u]} for u in users])
+    processed = queued = 0
+    if process and queue:
+        now = now_ms()
+        conn.execute(ENQUEUE, [{"pk": pk, "user": u, "now": now} for u in users])
+        queued = len(users)
+    elif process:
+        processed = len(recommender.process(conn, pk, users))
+    return Recorded(len(events), users, processed, queued)
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    event_ts: int
+    event_type: str
+    asset_id: str
+    asset_name: str | None
+    event_labels: list[str]
+    asset_labels: list[str]
+
+
+USER_EXISTS = text("SELECT 1 FROM ah_users WHERE program_pk = :pk AND user_id = :user")
+USER_EVENTS = text(
+    "SELECT event_ts, event_type, asset_id, labels FROM ah_events "
+    "WHERE program_pk = :pk AND user_id = :user ORDER BY event_ts DESC, id DESC LIMIT :n"
+)
+
+
+def require_user(conn: Connection, pk: int, user: str) -> None:
+    if conn.execute(USER_EXISTS, {"pk": pk, "user": user}).first() is None:
+        raise NotFound("User not found")
+
+
+def user_history(conn: Connection, pk: int, user: str, limit: int) -> list[HistoryRow]:
+    """The user's latest ``limit`` events, oldest first; asset names and labels as the catalogue
+    has them now."""
+    require_user(conn, pk, user)
+    rows = list(conn.execute(USER_EVENTS, {"pk": pk, "user": user, "n": limit}))[::-1]
+    cat = recommender.catalogue(conn, pk, {r.asset_id for r in rows})
+    return [
+        HistoryRow(
+            r.event_ts,
+            r.event_type,
+            r.asset_id,
+            cat.names.get(r.asset_id),
+            _json_list(r.labels),
+            cat.labels.get(r.asset_id, []),
+        )
+        for r in rows
+    ]
+
+
+def rebase_user(conn: Connection, pk: int, user: str) -> int:
+    """Fold the user's pending events and recompute the pool now; returns the user's events."""
+    require_user(conn, pk, user)
+    recommender.process(conn, pk, [user])
+    return int(conn.execute(recommender.USER_STATE, {"pk": pk, "user": user}).one().events)
+
+
+def recommend(
+    conn: Connection, pk: int, user: str, limit: int, allow_repeats: bool
+) -> tuple[int, recommender.Recommendations]:
+    """The program's key (to queue a refresh of a stale pool) and the user's best actions."""
+    found = recommender.recommend(conn, pk, user, limit, allow_repeats)
+    if found is None:
+        raise NotFound("User not found")
+    return pk, found
+
+
+def enqueue_users(conn: Connection, pk: int, users: Sequence[str]) -> None:
+    now = now_ms()
+    conn.execute(ENQUEUE, [{"pk": pk, "user": u, "now": now} for u in users])

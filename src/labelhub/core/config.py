@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     write_batch_max: int = Field(default=256, ge=1)
     # Threads that run read transactions (few: the work holds the GIL; see Database.read).
     read_threads: int = Field(default=4, ge=1, le=256)
+    # The background worker that refreshes queued users' recommendations (one per process).
+    worker: bool = True
+    worker_poll_seconds: float = Field(default=1.0, gt=0)
+    worker_batch: int = Field(default=16, ge=1, le=1000)
     log_level: str = "info"
 
     @field_validator("database_url")

@@ -35,6 +35,9 @@ NAMING_CONVENTION = {
 }
 
 
+# 30 days: the default half-life of a program's events in recommendations.
+HALF_LIFE_MS = 30 * 24 * 3600 * 1000
+
 # Names of the search structures the migrations create outside the models (see the docstring).
 SEARCH_OBJECTS = ("program_labels_fts", "assets_fts", "ix_program_labels_trgm", "ix_assets_trgm")
 
@@ -66,6 +69,10 @@ class Program(Base):
     # Kept by every write that adds or removes labels/assets, so listings need no COUNT(*).
     label_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
     asset_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Recommendations: the half-life of a past action's weight (ms), and when a label weight or
+    # an asset last changed (users' candidate pools older than that are refreshed when read).
+    half_life_ms: Mapped[int] = mapped_column(BigInteger, server_default=str(HALF_LIFE_MS))
+    catalogue_changed_at: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class ProgramLabel(Base):
@@ -94,6 +101,114 @@ class Asset(Base):
     # Folded asset_id, asset_name and labels joined by U+001F (which none of them may contain).
     search_text: Mapped[str] = mapped_column(Text, server_default="")
     updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Event(Base):
+    """One user event, as sent; append-only."""
+
+    __tablename__ = "ah_events"
+    __table_args__ = (
+        Index(
+            "ix_ah_events_program_pk_user_id_event_ts_id", "program_pk", "user_id", "event_ts", "id"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    program_pk: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ordered_text(64))
+    event_ts: Mapped[int] = mapped_column(BigInteger)
+    event_type: Mapped[str] = mapped_column(ordered_text(64))
+    asset_id: Mapped[str] = mapped_column(ordered_text(64))
+    labels: Mapped[list[str]] = mapped_column(JSON)
+
+
+class EventUser(Base):
+    """A user who has events: what has been folded into the statistics, and the user's
+    precomputed candidate pool (``pool``: ``[[action id, label-free score], ...]``)."""
+
+    __tablename__ = "ah_users"
+
+    program_pk: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(ordered_text(64), primary_key=True)
+    events: Mapped[int] = mapped_column(BigInteger)
+    # The id of the last event folded into the statistics (events after it are pending).
+    folded_id: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # The latest timestamp among folded events: "now" for the user's base weights.
+    ref_ts: Mapped[int | None] = mapped_column(BigInteger)
+    pool: Mapped[list[list[float]] | None] = mapped_column(JSON)
+    pool_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class UserQueue(Base):
+    """Users waiting for the background worker (durable: a dead process loses nothing)."""
+
+    __tablename__ = "ah_user_queue"
+    __table_args__ = (Index("ix_ah_user_queue_queued_at", "queued_at"),)
+
+    program_pk: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(ordered_text(64), primary_key=True)
+    queued_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Action(Base):
+    """An (event_type, asset_id) pair of a program, with the statistics shared by its users."""
+
+    __tablename__ = "ah_actions"
+    __table_args__ = (
+        UniqueConstraint("program_pk", "event_type", "asset_id"),
+        Index("ix_ah_actions_program_pk_pop_log", "program_pk", "pop_log"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    program_pk: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    event_type: Mapped[str] = mapped_column(ordered_text(64))
+    asset_id: Mapped[str] = mapped_column(ordered_text(64))
+    # Distinct users who took it.
+    users: Mapped[int] = mapped_column(BigInteger)
+    # log2 of the sum over its events of 2^(t / half-life): recency-weighted popularity.
+    pop_log: Mapped[float] = mapped_column(Double)
+
+
+class UserAction(Base):
+    """One user's history of one action: event count and log2 of the decayed sum."""
+
+    __tablename__ = "ah_user_actions"
+    __table_args__ = (
+        Index(
+            "ix_ah_user_actions_program_pk_user_id_score_log", "program_pk", "user_id", "score_log"
+        ),
+    )
+
+    program_pk: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(ordered_text(64), primary_key=True)
+    action_id: Mapped[int] = mapped_column(
+        ForeignKey("ah_actions.id", ondelete="CASCADE"), primary_key=True
+    )
+    events: Mapped[int] = mapped_column(BigInteger)
+    score_log: Mapped[float] = mapped_column(Double)
+
+
+class CoOccurrence(Base):
+    """How many users took action ``b`` for the first time after having taken ``a``."""
+
+    __tablename__ = "ah_cooccurrence"
+    __table_args__ = (Index("ix_ah_cooccurrence_a_id_users_b_id", "a_id", "users", "b_id"),)
+
+    a_id: Mapped[int] = mapped_column(
+        ForeignKey("ah_actions.id", ondelete="CASCADE"), primary_key=True
+    )
+    b_id: Mapped[int] = mapped_column(
+        ForeignKey("ah_actions.id", ondelete="CASCADE"), primary_key=True
+    )
+    users: Mapped[int] = mapped_column(BigInteger)
 
 
 # --- HAR ------------------------------------------------------------------------------------
