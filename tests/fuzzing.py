@@ -73,6 +73,8 @@ class Seeded:
             return ["red", "blue", "gone"]
         if name == "asset_id":
             return ["a1", "a2", "a3"]
+        if name == "user_id":
+            return ["u1", "u2", "nobody"]
         if name == "program_id":
             return self.programs[1:]
         if name == "key_id":
@@ -118,6 +120,18 @@ async def seed_http(http: httpx.AsyncClient, admin_key: str, admin_key_id: int) 
         for i in range(1, 4)
     ]
     ok(await http.post("/assets", json={"assets": assets}, headers=ah))
+    events = [
+        {
+            "user_id": f"u{u}",
+            "event_timestamp": f"2026-11-0{i + 1}T12:00:00Z",
+            "event_type": "view",
+            "asset_id": f"a{(u + i) % 3 + 1}",
+            "labels": ["red"],
+        }
+        for u in (1, 2)
+        for i in range(3)
+    ]
+    ok(await http.post("/events", json={"events": events}, headers=ah))
     for ref, package_type in {**REGISTRIES, **dict.fromkeys(SPARE_REGISTRIES, "GENERIC")}.items():
         space, _, identifier = ref.rpartition("/")
         body = {

@@ -84,6 +84,23 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/assets"): ah(False, "/assets"),
     ("GET", "/assets/{asset_id}"): ah(False, "/assets/a1"),
     ("DELETE", "/assets/{asset_id}"): ah(True, "/assets/a1"),
+    ("POST", "/events"): ah(
+        True,
+        "/events",
+        {
+            "events": [
+                {
+                    "user_id": "u9",
+                    "event_timestamp": "2026-11-23T10:00:00Z",
+                    "event_type": "view",
+                    "asset_id": "a1",
+                }
+            ]
+        },
+    ),
+    ("GET", "/users/{user_id}/events"): ah(False, "/users/u1/events"),
+    ("GET", "/users/{user_id}/actions"): ah(False, "/users/u1/actions"),
+    ("PUT", "/users/{user_id}/rebase"): ah(True, "/users/u1/rebase"),
     ("POST", "/har/api/v1/registry"): har(
         True,
         "/har/api/v1/registry",

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 from sqlalchemy import Connection
 
+from labelhub.actionhub import recommender
 from labelhub.actionhub import store as actionhub_store
 from labelhub.actionhub.schemas import printable
 from labelhub.core import keys
@@ -30,6 +31,16 @@ class Result(BaseModel):
 class ProgramIn(BaseModel):
     program_id: ProgramId
     name: Annotated[str, Field(max_length=255), AfterValidator(printable)] | None = None
+    half_life_days: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=36_500,
+            allow_inf_nan=False,
+            description="Recommendations: the half-life of a past event's weight, in days "
+            "(labelhub extension; default 30; fixed once the program exists).",
+        ),
+    ] = 30.0
 
 
 class ProgramOut(BaseModel):
@@ -135,7 +146,12 @@ router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
 async def create_program(body: ProgramIn, admin: Admin) -> ProgramOut:
     def work(conn: Connection) -> actionhub_store.ProgramRow:
         admin(conn)
-        return actionhub_store.create_program(conn, body.program_id, body.name)
+        return actionhub_store.create_program(
+            conn,
+            body.program_id,
+            body.name,
+            half_life_ms=recommender.days_in_ms(body.half_life_days),
+        )
 
     row = await admin.db.write(work)
     return ProgramOut(

@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from typer.exceptions import TyperException
 
+from labelhub.actionhub import recommender
 from labelhub.actionhub import store as actionhub_store
 from labelhub.actionhub.schemas import MAX_LABELS_PER_PUT, Label
 from labelhub.core import db as dbmod
@@ -42,11 +43,13 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 programs_app = typer.Typer(help="ActionHub programs.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 labels_app = typer.Typer(help="ActionHub labels.", no_args_is_help=True)
+events_app = typer.Typer(help="ActionHub events and recommendations.", no_args_is_help=True)
 har_app = typer.Typer(help="HAR registries and artifacts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(programs_app, name="programs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(labels_app, name="labels")
+app.add_typer(events_app, name="events")
 app.add_typer(har_app, name="har")
 
 
@@ -173,12 +176,22 @@ def db_upgrade() -> None:
 def programs_create(
     program_id: Annotated[str, typer.Argument(help="The program-id clients send.")],
     name: Annotated[str | None, typer.Option(help="A display name.")] = None,
+    half_life_days: Annotated[
+        float,
+        typer.Option(
+            help="Recommendations: half-life of a past event's weight, in days.",
+            min=0.0001,
+            max=36_500,
+        ),
+    ] = 30.0,
 ) -> None:
     """Create a program."""
     if not keys.PROGRAM_ID.fullmatch(program_id):
         raise UsageFailure("PROGRAM_ID must be 1-64 characters without control characters")
     with database() as db:
-        row = db.run_write(actionhub_store.create_program, program_id, name)
+        row = db.run_write(
+            actionhub_store.create_program, program_id, name, recommender.days_in_ms(half_life_days)
+        )
     typer.echo(f"{row.program_id}\t{row.name}")
 
 
@@ -346,6 +359,42 @@ def labels_import_file(
             write(batch)
         progress.update(task, completed=file.stat().st_size)
     return actionhub_store.Upserted(created, updated)
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@events_app.command("process")
+def events_process(
+    program: Annotated[str, typer.Option("--program", help="The program-id.")],
+    batch_size: Annotated[int, typer.Option(help="Users per transaction.", min=1)] = 200,
+) -> None:
+    """Fold every pending event of the program into its recommendation statistics and refresh
+    the users' recommendations (after events were posted with process_user_actions=false)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with database() as db:
+        pk = db.run_read(actionhub_store.program_pk, program)
+        if pk is None:
+            raise NotFound(f"Program {program!r} not found")
+        total = db.run_read(recommender.pending_users, pk)
+        done = 0
+        with Progress(
+            TextColumn("processing users"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=Console(stderr=True),
+            transient=True,
+            disable=not sys.stderr.isatty(),
+        ) as progress:
+            task = progress.add_task("process", total=total)
+            while True:
+                taken = db.run_write(recommender.process_pending, pk, batch_size)
+                if not taken:
+                    break
+                done += taken
+                progress.update(task, completed=done)
+    echo_err(f"labelhub: processed {done} users of program {program}")
 
 
 def sniff_format(file: Path) -> str:

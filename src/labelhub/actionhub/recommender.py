@@ -74,6 +74,10 @@ def log2_add(a: float | None, b: float) -> float:
     return high + math.log2(1.0 + 2.0 ** (low - high))
 
 
+def days_in_ms(days: float) -> int:
+    return max(1, round(days * 24 * 3600 * 1000))
+
+
 def units(ts_ms: int, half_life_ms: int) -> float:
     return ts_ms / half_life_ms
 
@@ -198,7 +202,7 @@ ADD_COOCCURRENCE = text(
     "ON CONFLICT (a_id, b_id) DO UPDATE SET users = ah_cooccurrence.users + excluded.users"
 )
 FOLDED = text(
-    "UPDATE ah_users SET folded_id = :folded_id, ref_ts = :ref_ts "
+    "UPDATE ah_users SET folded_id = :folded_id, ref_ts = :ref_ts, pending = 0 "
     "WHERE program_pk = :pk AND user_id = :user"
 )
 
@@ -460,7 +464,8 @@ def process(conn: Connection, pk: int, users: Sequence[str]) -> list[str]:
 # --- answers --------------------------------------------------------------------------------
 
 USER_MODEL = text(
-    "SELECT u.folded_id, u.ref_ts, u.pool, u.pool_at, p.half_life_ms, p.catalogue_changed_at "
+    "SELECT u.folded_id, u.pending, u.ref_ts, u.pool, u.pool_at, p.half_life_ms, "
+    "p.catalogue_changed_at "
     "FROM ah_users u JOIN programs p ON p.id = u.program_pk "
     "WHERE u.program_pk = :pk AND u.user_id = :user"
 )
@@ -498,10 +503,12 @@ def recommend(
         scores = {b: s for b, s in scores.items() if b in stats}
     cat = catalogue(conn, pk, {stats[b].asset_id for b in scores})
     taken = _taken(conn, pk, user, list(scores))
-    pending = {
-        (r.event_type, r.asset_id)
-        for r in conn.execute(PENDING_PAIRS, {"pk": pk, "user": user, "after": state.folded_id})
-    }
+    pending: set[tuple[str, str]] = set()
+    if state.pending and not allow_repeats:
+        pending = {
+            (r.event_type, r.asset_id)
+            for r in conn.execute(PENDING_PAIRS, {"pk": pk, "user": user, "after": state.folded_id})
+        }
     now = units(state.ref_ts, h) if state.ref_ts is not None else 0.0
     chosen: list[Recommendation] = []
     for b in _ranked(scores, stats, cat):
@@ -546,3 +553,21 @@ def process_queue(conn: Connection, limit: int) -> int:
 
 def queue_depth(conn: Connection) -> int:
     return int(conn.execute(QUEUE_DEPTH).scalar_one())
+
+
+PENDING_USERS = text(
+    "SELECT user_id FROM ah_users WHERE program_pk = :pk AND pending > 0 ORDER BY user_id LIMIT :n"
+)
+COUNT_PENDING_USERS = text("SELECT count(*) FROM ah_users WHERE program_pk = :pk AND pending > 0")
+
+
+def pending_users(conn: Connection, pk: int) -> int:
+    return int(conn.execute(COUNT_PENDING_USERS, {"pk": pk}).scalar_one())
+
+
+def process_pending(conn: Connection, pk: int, limit: int) -> int:
+    """Process up to ``limit`` users of the program that have pending events; how many."""
+    users = list(conn.execute(PENDING_USERS, {"pk": pk, "n": limit}).scalars())
+    if users:
+        process(conn, pk, users)
+    return len(users)

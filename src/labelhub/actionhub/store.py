@@ -28,7 +28,7 @@ from labelhub.actionhub.schemas import FORBIDDEN
 from labelhub.core.errors import Conflict, NotFound
 from labelhub.core.keys import now_ms
 from labelhub.core.memo import forget, memo
-from labelhub.core.models import Asset, Program, ProgramLabel
+from labelhub.core.models import HALF_LIFE_MS, Asset, Program, ProgramLabel
 from labelhub.core.pagination import offset_of
 
 # Rows per multi-row statement: 1,000 assets of 6 columns stay far below both dialects'
@@ -48,14 +48,24 @@ class ProgramRow:
     created_at: int
 
 
-def create_program(conn: Connection, program_id: str, name: str | None = None) -> ProgramRow:
+def create_program(
+    conn: Connection,
+    program_id: str,
+    name: str | None = None,
+    half_life_ms: int = HALF_LIFE_MS,
+) -> ProgramRow:
     forget(conn)
     created = now_ms()
     row = ProgramRow(program_id, name if name is not None else program_id, created)
     savepoint = conn.begin_nested()
     try:
         conn.execute(
-            insert(Program).values(program_id=program_id, name=row.name, created_at=created)
+            insert(Program).values(
+                program_id=program_id,
+                name=row.name,
+                created_at=created,
+                half_life_ms=half_life_ms,
+            )
         )
     except IntegrityError:
         savepoint.rollback()
@@ -489,8 +499,9 @@ INSERT_EVENTS_POSTGRESQL = text(
     "CAST(:labels AS text[])) WITH ORDINALITY AS i(u, t, e, a, l, n) ORDER BY i.n"
 )
 COUNT_USER_EVENTS = text(
-    "INSERT INTO ah_users (program_pk, user_id, events) VALUES (:pk, :user, :n) "
-    "ON CONFLICT (program_pk, user_id) DO UPDATE SET events = ah_users.events + excluded.events"
+    "INSERT INTO ah_users (program_pk, user_id, events, pending) VALUES (:pk, :user, :n, :n) "
+    "ON CONFLICT (program_pk, user_id) DO UPDATE "
+    "SET events = ah_users.events + excluded.events, pending = ah_users.pending + excluded.pending"
 )
 ENQUEUE = text(
     "INSERT INTO ah_user_queue (program_pk, user_id, queued_at) VALUES (:pk, :user, :now) "

@@ -129,12 +129,15 @@ class EventUser(Base):
     precomputed candidate pool (``pool``: ``[[action id, label-free score], ...]``)."""
 
     __tablename__ = "ah_users"
+    __table_args__ = (Index("ix_ah_users_program_pk_pending", "program_pk", "pending"),)
 
     program_pk: Mapped[int] = mapped_column(
         ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True
     )
     user_id: Mapped[str] = mapped_column(ordered_text(64), primary_key=True)
     events: Mapped[int] = mapped_column(BigInteger)
+    # Events recorded but not yet folded into the statistics.
+    pending: Mapped[int] = mapped_column(BigInteger, server_default="0")
     # The id of the last event folded into the statistics (events after it are pending).
     folded_id: Mapped[int] = mapped_column(BigInteger, server_default="0")
     # The latest timestamp among folded events: "now" for the user's base weights.

@@ -80,6 +80,7 @@ def upgrade() -> None:
         sa.Column("program_pk", sa.Integer(), nullable=False),
         sa.Column("user_id", ordered(64), nullable=False),
         sa.Column("events", sa.BigInteger(), nullable=False),
+        sa.Column("pending", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("folded_id", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("ref_ts", sa.BigInteger(), nullable=True),
         sa.Column("pool", sa.JSON(), nullable=True),
@@ -87,6 +88,7 @@ def upgrade() -> None:
         program_fk("ah_users"),
         sa.PrimaryKeyConstraint("program_pk", "user_id", name=op.f("pk_ah_users")),
     )
+    op.create_index("ix_ah_users_program_pk_pending", "ah_users", ["program_pk", "pending"])
     op.create_table(
         "ah_user_queue",
         sa.Column("program_pk", sa.Integer(), nullable=False),
