@@ -28,7 +28,7 @@ import functools
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,30 +165,35 @@ def catalogue(conn: Connection, pk: int, asset_ids: Iterable[str]) -> Catalogue:
 
 
 # --- folding events into the statistics -----------------------------------------------------
+#
+# Every step reads and writes for all the users of a call at once (a handful of statements per
+# call, not per user): a POST /events of 1,000 events may bring 1,000 users.
 
-USER_STATE = text(
-    "SELECT events, folded_id, ref_ts, pool, pool_at FROM ah_users "
-    "WHERE program_pk = :pk AND user_id = :user"
-)
-PENDING_EVENTS = text(
-    "SELECT id, event_ts, event_type, asset_id FROM ah_events "
-    "WHERE program_pk = :pk AND user_id = :user AND id > :after ORDER BY event_ts, id"
-)
-TOP_HISTORY = text(
-    "SELECT action_id, score_log FROM ah_user_actions WHERE program_pk = :pk AND user_id = :user "
-    "ORDER BY score_log DESC, action_id LIMIT :n"
-)
+USERS_IN = text(
+    "SELECT user_id, events, pending, folded_id, ref_ts FROM ah_users "
+    "WHERE program_pk = :pk AND user_id IN :users"
+).bindparams(bindparam("users", expanding=True))
+PENDING_EVENTS_IN = text(
+    "SELECT e.user_id, e.id, e.event_ts, e.event_type, e.asset_id FROM ah_events e "
+    "JOIN ah_users u ON u.program_pk = e.program_pk AND u.user_id = e.user_id "
+    "WHERE e.program_pk = :pk AND e.user_id IN :users AND u.pending > 0 AND e.id > u.folded_id"
+).bindparams(bindparam("users", expanding=True))
+TOP_HISTORY_IN = text(
+    "SELECT user_id, action_id, score_log FROM (SELECT user_id, action_id, score_log, "
+    "row_number() OVER (PARTITION BY user_id ORDER BY score_log DESC, action_id) AS rank "
+    "FROM ah_user_actions WHERE program_pk = :pk AND user_id IN :users) t WHERE rank <= :n"
+).bindparams(bindparam("users", expanding=True))
 USER_ACTIONS_IN = text(
-    "SELECT action_id, events, score_log FROM ah_user_actions "
-    "WHERE program_pk = :pk AND user_id = :user AND action_id IN :ids"
-).bindparams(bindparam("ids", expanding=True))
+    "SELECT user_id, action_id, events, score_log FROM ah_user_actions "
+    "WHERE program_pk = :pk AND user_id IN :users AND action_id IN :ids"
+).bindparams(bindparam("users", expanding=True), bindparam("ids", expanding=True))
 FIND_ACTIONS = text(
     "SELECT id, event_type, asset_id, users, pop_log FROM ah_actions "
     "WHERE program_pk = :pk AND event_type = :event_type AND asset_id IN :assets"
 ).bindparams(bindparam("assets", expanding=True))
 NEW_ACTION = text(
     "INSERT INTO ah_actions (program_pk, event_type, asset_id, users, pop_log) "
-    "VALUES (:pk, :event_type, :asset_id, 0, :pop_log) RETURNING id"
+    "VALUES (:pk, :event_type, :asset_id, 0, :pop_log)"
 )
 UPDATE_ACTION = text("UPDATE ah_actions SET users = :users, pop_log = :pop_log WHERE id = :id")
 UPSERT_USER_ACTION = text(
@@ -205,14 +210,41 @@ FOLDED = text(
     "UPDATE ah_users SET folded_id = :folded_id, ref_ts = :ref_ts, pending = 0 "
     "WHERE program_pk = :pk AND user_id = :user"
 )
+# Users and ids per IN list of a two-list statement (both dialects allow far more parameters).
+PAIR_CHUNK = 450
 
 
-@dataclass
-class _Pending:
-    user: str
-    events: list[Any]  # rows (id, event_ts, event_type, asset_id), by time then arrival
-    folded_id: int
-    ref_ts: int | None
+def _users_rows(
+    conn: Connection, statement: Any, pk: int, users: Sequence[str], **extra: Any
+) -> Iterator[Any]:
+    for chunk in _chunks(sorted(set(users))):
+        yield from conn.execute(statement, {"pk": pk, "users": list(chunk), **extra})
+
+
+def _histories(conn: Connection, pk: int, users: Sequence[str]) -> dict[str, dict[int, float]]:
+    """Each user's HISTORY strongest actions: action id -> score_log."""
+    found: dict[str, dict[int, float]] = defaultdict(dict)
+    for r in _users_rows(conn, TOP_HISTORY_IN, pk, users, n=HISTORY):
+        found[r.user_id][r.action_id] = r.score_log
+    return found
+
+
+def _user_actions(
+    conn: Connection, pk: int, users: Sequence[str], ids: Sequence[int]
+) -> dict[str, dict[int, tuple[int, float]]]:
+    """Of ``ids``, what each user has taken: action id -> (events, score_log)."""
+    found: dict[str, dict[int, tuple[int, float]]] = defaultdict(dict)
+    user_list, id_list = sorted(set(users)), sorted(set(ids))
+    for start in range(0, len(user_list), PAIR_CHUNK):
+        for first in range(0, len(id_list), PAIR_CHUNK):
+            params = {
+                "pk": pk,
+                "users": user_list[start : start + PAIR_CHUNK],
+                "ids": id_list[first : first + PAIR_CHUNK],
+            }
+            for r in conn.execute(USER_ACTIONS_IN, params):
+                found[r.user_id][r.action_id] = (r.events, r.score_log)
+    return found
 
 
 def _actions(
@@ -221,59 +253,113 @@ def _actions(
     """The action rows of (event_type, asset_id) pairs, and each one's popularity (``pop_log``)
     after adding ``contributions`` (event times in half-lives). Missing rows are created with
     their final popularity and 0 users (``fold`` adds the users)."""
-    found: dict[tuple[str, str], ActionRow] = {}
-    by_type: dict[str, list[str]] = defaultdict(list)
-    for event_type, asset_id in contributions:
-        by_type[event_type].append(asset_id)
-    for event_type, assets in sorted(by_type.items()):
-        for chunk in _chunks(sorted(assets)):
-            for r in conn.execute(
-                FIND_ACTIONS, {"pk": pk, "event_type": event_type, "assets": list(chunk)}
-            ):
-                found[r.event_type, r.asset_id] = ActionRow(
-                    r.id, r.event_type, r.asset_id, r.users, r.pop_log
-                )
-    pop: dict[int, float] = {}
+
+    def find(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], ActionRow]:
+        found: dict[tuple[str, str], ActionRow] = {}
+        by_type: dict[str, list[str]] = defaultdict(list)
+        for event_type, asset_id in pairs:
+            by_type[event_type].append(asset_id)
+        for event_type, assets in sorted(by_type.items()):
+            for chunk in _chunks(sorted(assets)):
+                params = {"pk": pk, "event_type": event_type, "assets": list(chunk)}
+                for r in conn.execute(FIND_ACTIONS, params):
+                    found[r.event_type, r.asset_id] = ActionRow(
+                        r.id, r.event_type, r.asset_id, r.users, r.pop_log
+                    )
+        return found
+
+    found = find(contributions)
+    totals: dict[tuple[str, str], float] = {}
     for pair in sorted(contributions):
         row = found.get(pair)
         total: float | None = row.pop_log if row is not None else None
         for u in contributions[pair]:
             total = log2_add(total, u)
         assert total is not None
-        if row is None:
-            new_id = conn.execute(
-                NEW_ACTION,
-                {"pk": pk, "event_type": pair[0], "asset_id": pair[1], "pop_log": total},
-            ).scalar_one()
-            row = found[pair] = ActionRow(new_id, pair[0], pair[1], 0, total)
-        pop[row.id] = total
-    return found, pop
+        totals[pair] = total
+    missing = sorted(contributions.keys() - found.keys())
+    if missing:
+        conn.execute(
+            NEW_ACTION,
+            [
+                {"pk": pk, "event_type": t, "asset_id": a, "pop_log": totals[t, a]}
+                for t, a in missing
+            ],
+        )
+        found.update(find(missing))
+    return found, {found[pair].id: total for pair, total in totals.items()}
+
+
+def user_events(conn: Connection, pk: int, user: str) -> int | None:
+    """How many events the user has, None for an unknown user."""
+    for r in _users_rows(conn, USERS_IN, pk, [user]):
+        return int(r.events)
+    return None
 
 
 def fold(conn: Connection, pk: int, users: Sequence[str]) -> list[str]:
     """Fold the users' pending events into the statistics; returns the users that exist."""
     h = half_life(conn, pk)
-    pending: list[_Pending] = []
-    for user in users:
-        state = conn.execute(USER_STATE, {"pk": pk, "user": user}).first()
-        if state is None:
-            continue
-        rows = conn.execute(
-            PENDING_EVENTS, {"pk": pk, "user": user, "after": state.folded_id}
-        ).all()
-        pending.append(_Pending(user, list(rows), state.folded_id, state.ref_ts))
+    states = {r.user_id: r for r in _users_rows(conn, USERS_IN, pk, users)}
+    events: dict[str, list[Any]] = defaultdict(list)
+    for r in _users_rows(conn, PENDING_EVENTS_IN, pk, list(states)):
+        events[r.user_id].append(r)
     contributions: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for p in pending:
-        for r in p.events:
+    for user in sorted(events):
+        events[user].sort(key=lambda r: (r.event_ts, r.id))  # time order, then arrival
+        for r in events[user]:
             contributions[r.event_type, r.asset_id].append(units(r.event_ts, h))
     if not contributions:
-        return [p.user for p in pending]
+        return sorted(states)
     actions, pop = _actions(conn, pk, contributions)
+    folding = sorted(events)
+    windows = _histories(conn, pk, folding)
+    known = _user_actions(conn, pk, folding, [row.id for row in actions.values()])
     new_users: dict[int, int] = defaultdict(int)
     cooccurrence: dict[tuple[int, int], int] = defaultdict(int)
-    for p in pending:
-        if p.events:
-            _fold_user(conn, pk, h, p, actions, new_users, cooccurrence)
+    user_rows: list[dict[str, Any]] = []
+    folded: list[dict[str, Any]] = []
+    for user in folding:
+        window, taken = windows[user], known[user]
+        touched: set[int] = set()
+        for r in events[user]:
+            action = actions[r.event_type, r.asset_id].id
+            u = units(r.event_ts, h)
+            before = taken.get(action)
+            if before is None:  # the user's first time: one more user, one more (a -> it)
+                new_users[action] += 1
+                for other in window:
+                    if other != action:
+                        cooccurrence[other, action] += 1
+                taken[action] = (1, u)
+            else:
+                taken[action] = (before[0] + 1, log2_add(before[1], u))
+            touched.add(action)
+            window[action] = taken[action][1]
+            if len(window) > HISTORY:
+                del window[min(window, key=lambda a: (window[a], -a))]
+        user_rows += [
+            {
+                "pk": pk,
+                "user": user,
+                "action_id": a,
+                "events": taken[a][0],
+                "score_log": taken[a][1],
+            }
+            for a in sorted(touched)
+        ]
+        latest = max(r.event_ts for r in events[user])
+        ref_ts = states[user].ref_ts
+        folded.append(
+            {
+                "pk": pk,
+                "user": user,
+                "folded_id": max(r.id for r in events[user]),
+                "ref_ts": latest if ref_ts is None else max(ref_ts, latest),
+            }
+        )
+    conn.execute(UPSERT_USER_ACTION, user_rows)
+    conn.execute(FOLDED, folded)
     conn.execute(
         UPDATE_ACTION,
         [
@@ -286,69 +372,7 @@ def fold(conn: Connection, pk: int, users: Sequence[str]) -> list[str]:
             ADD_COOCCURRENCE,
             [{"a": a, "b": b, "n": n} for (a, b), n in sorted(cooccurrence.items())],
         )
-    return [p.user for p in pending]
-
-
-def _fold_user(
-    conn: Connection,
-    pk: int,
-    h: int,
-    p: _Pending,
-    actions: dict[tuple[str, str], ActionRow],
-    new_users: dict[int, int],
-    cooccurrence: dict[tuple[int, int], int],
-) -> None:
-    """One user's pending events, in time order: the user's history of each action, and for an
-    action taken for the first time, one more user for it and for each (window action -> it)."""
-    ids = sorted({actions[r.event_type, r.asset_id].id for r in p.events})
-    known: dict[int, tuple[int, float]] = {}  # action id -> (events, score_log)
-    for chunk in _chunks(ids):
-        for r in conn.execute(USER_ACTIONS_IN, {"pk": pk, "user": p.user, "ids": list(chunk)}):
-            known[r.action_id] = (r.events, r.score_log)
-    window = {
-        r.action_id: r.score_log
-        for r in conn.execute(TOP_HISTORY, {"pk": pk, "user": p.user, "n": HISTORY})
-    }
-    touched: set[int] = set()
-    for r in p.events:
-        action = actions[r.event_type, r.asset_id].id
-        u = units(r.event_ts, h)
-        before = known.get(action)
-        if before is None:
-            new_users[action] += 1
-            for other in window:
-                if other != action:
-                    cooccurrence[other, action] += 1
-            known[action] = (1, u)
-        else:
-            known[action] = (before[0] + 1, log2_add(before[1], u))
-        touched.add(action)
-        window[action] = known[action][1]
-        if len(window) > HISTORY:
-            del window[min(window, key=lambda a: (window[a], -a))]
-    conn.execute(
-        UPSERT_USER_ACTION,
-        [
-            {
-                "pk": pk,
-                "user": p.user,
-                "action_id": a,
-                "events": known[a][0],
-                "score_log": known[a][1],
-            }
-            for a in sorted(touched)
-        ],
-    )
-    latest = max(r.event_ts for r in p.events)
-    conn.execute(
-        FOLDED,
-        {
-            "pk": pk,
-            "user": p.user,
-            "folded_id": max(r.id for r in p.events),
-            "ref_ts": latest if p.ref_ts is None else max(p.ref_ts, latest),
-        },
-    )
+    return sorted(states)
 
 
 # --- candidate pools ------------------------------------------------------------------------
@@ -357,10 +381,6 @@ POPULAR_ACTIONS = text(
     "SELECT id, event_type, asset_id, users, pop_log FROM ah_actions WHERE program_pk = :pk "
     "ORDER BY pop_log DESC, id DESC LIMIT :n"
 )
-TAKEN_IN = text(
-    "SELECT action_id, score_log FROM ah_user_actions "
-    "WHERE program_pk = :pk AND user_id = :user AND action_id IN :ids"
-).bindparams(bindparam("ids", expanding=True))
 PENDING_PAIRS = text(
     "SELECT DISTINCT event_type, asset_id FROM ah_events "
     "WHERE program_pk = :pk AND user_id = :user AND id > :after"
@@ -369,6 +389,8 @@ STORE_POOL = text(
     "UPDATE ah_users SET pool = :pool, pool_at = :now WHERE program_pk = :pk AND user_id = :user"
 ).bindparams(bindparam("pool", type_=JSON))
 DEQUEUE = text("DELETE FROM ah_user_queue WHERE program_pk = :pk AND user_id = :user")
+# Actions whose successors one statement reads.
+NEIGHBOUR_BATCH = 64
 
 
 @functools.cache
@@ -382,40 +404,53 @@ def _neighbours_statement(count: int) -> Any:
     return text(" UNION ALL ".join(parts))
 
 
+def _neighbours(conn: Connection, ids: Iterable[int]) -> dict[int, list[tuple[int, int]]]:
+    """Action id -> its NEIGHBOURS most shared successors as (successor id, users)."""
+    found: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    ordered = sorted(set(ids))
+    for start in range(0, len(ordered), NEIGHBOUR_BATCH):
+        chunk = ordered[start : start + NEIGHBOUR_BATCH]
+        params = {f"a{i}": a for i, a in enumerate(chunk)}
+        for r in conn.execute(_neighbours_statement(len(chunk)), params):
+            found[r.a_id].append((r.b_id, r.users))
+    return found
+
+
 def candidates(
-    conn: Connection, pk: int, user: str, h: int, ref_ts: int | None
-) -> tuple[dict[int, float], dict[int, ActionRow]]:
-    """Each candidate action's label-free score ``s`` (see the module docstring), with its row."""
-    history: dict[int, float] = {}
-    if ref_ts is not None:
-        now = units(ref_ts, h)
-        history = {
-            r.action_id: 2.0 ** (r.score_log - now)
-            for r in conn.execute(TOP_HISTORY, {"pk": pk, "user": user, "n": HISTORY})
-        }
-    shared: list[Any] = []
-    if history:
-        params = {f"a{i}": a for i, a in enumerate(history)}
-        shared = list(conn.execute(_neighbours_statement(len(history)), params))
+    conn: Connection, pk: int, h: int, refs: dict[str, int | None]
+) -> tuple[dict[str, dict[int, float]], dict[int, ActionRow]]:
+    """For each user (with the timestamp its base weights are taken at, None if it has no
+    folded events), each candidate action's label-free score ``s``; and the actions' rows."""
+    folded = [user for user, ref in refs.items() if ref is not None]
+    histories = _histories(conn, pk, folded) if folded else {}
+    weights = {
+        user: {a: 2.0 ** (score - units(ref, h)) for a, score in histories[user].items()}
+        for user, ref in refs.items()
+        if ref is not None
+    }
+    shared = _neighbours(conn, {a for w in weights.values() for a in w})
     popular = [
         ActionRow(r.id, r.event_type, r.asset_id, r.users, r.pop_log)
         for r in conn.execute(POPULAR_ACTIONS, {"pk": pk, "n": POPULAR})
     ]
     if not popular:
-        return {}, {}
+        return {user: {} for user in refs}, {}
     top = popular[0].pop_log
     stats = {row.id: row for row in popular}
-    missing = (set(history) | {r.b_id for r in shared}) - stats.keys()
-    stats.update(actions_by_id(conn, missing))
-    scores: dict[int, float] = defaultdict(float)
-    for r in shared:
-        a, b = stats[r.a_id], stats[r.b_id]
-        scores[r.b_id] += history[r.a_id] * r.users / math.sqrt(a.users * b.users)
-    for row in popular:
-        scores[row.id] += 0.0  # every popular action is a candidate
-    return {
-        b: co + POPULARITY * 2.0 ** min(0.0, stats[b].pop_log - top) for b, co in scores.items()
-    }, stats
+    wanted = set(shared) | {b for pairs in shared.values() for b, _ in pairs}
+    stats.update(actions_by_id(conn, wanted - stats.keys()))
+    scores: dict[str, dict[int, float]] = {}
+    for user in refs:
+        co: dict[int, float] = dict.fromkeys((row.id for row in popular), 0.0)
+        for a, weight in weights.get(user, {}).items():
+            n_a = stats[a].users
+            for b, users in shared.get(a, ()):
+                co[b] = co.get(b, 0.0) + weight * users / math.sqrt(n_a * stats[b].users)
+        scores[user] = {
+            b: value + POPULARITY * 2.0 ** min(0.0, stats[b].pop_log - top)
+            for b, value in co.items()
+        }
+    return scores, stats
 
 
 def _ranked(scores: dict[int, float], stats: dict[int, ActionRow], cat: Catalogue) -> list[int]:
@@ -430,33 +465,30 @@ def _ranked(scores: dict[int, float], stats: dict[int, ActionRow], cat: Catalogu
     )
 
 
-def refresh_pool(conn: Connection, pk: int, user: str) -> None:
-    """Recompute and store the user's pool: the POOL best actions and the POOL best untaken."""
-    state = conn.execute(USER_STATE, {"pk": pk, "user": user}).one()
-    scores, stats = candidates(conn, pk, user, half_life(conn, pk), state.ref_ts)
-    cat = catalogue(conn, pk, {stats[b].asset_id for b in scores})
-    order = _ranked(scores, stats, cat)
-    taken = _taken(conn, pk, user, order)
-    keep = set(order[:POOL]) | set([b for b in order if b not in taken][:POOL])
-    pool = [[b, scores[b]] for b in order if b in keep]
-    conn.execute(STORE_POOL, {"pk": pk, "user": user, "pool": pool, "now": now_ms()})
-
-
-def _taken(conn: Connection, pk: int, user: str, ids: Sequence[int]) -> dict[int, float]:
-    """Of ``ids``, the actions the user's folded events took, with their ``score_log``."""
-    found: dict[int, float] = {}
-    for chunk in _chunks(sorted(ids)):
-        for r in conn.execute(TAKEN_IN, {"pk": pk, "user": user, "ids": list(chunk)}):
-            found[r.action_id] = r.score_log
-    return found
+def refresh_pools(conn: Connection, pk: int, users: Sequence[str]) -> None:
+    """Recompute and store each user's pool: the POOL best actions and the POOL best untaken."""
+    refs = {r.user_id: r.ref_ts for r in _users_rows(conn, USERS_IN, pk, users)}
+    scores, stats = candidates(conn, pk, half_life(conn, pk), refs)
+    cat = catalogue(conn, pk, {row.asset_id for row in stats.values()})
+    taken = _user_actions(conn, pk, list(refs), list(stats))
+    now = now_ms()
+    pools = []
+    for user in sorted(refs):
+        mine = scores[user]
+        order = _ranked(mine, stats, cat)
+        untaken = [b for b in order if b not in taken[user]]
+        keep = set(order[:POOL]) | set(untaken[:POOL])
+        pool = [[b, mine[b]] for b in order if b in keep]
+        pools.append({"pk": pk, "user": user, "pool": pool, "now": now})
+    if pools:
+        conn.execute(STORE_POOL, pools)
 
 
 def process(conn: Connection, pk: int, users: Sequence[str]) -> list[str]:
     """Fold the users' pending events, recompute their pools, take them off the queue.
     Returns the users that exist (the others are ignored)."""
     existing = fold(conn, pk, users)
-    for user in existing:
-        refresh_pool(conn, pk, user)
+    refresh_pools(conn, pk, existing)
     conn.execute(DEQUEUE, [{"pk": pk, "user": user} for user in users])
     return existing
 
@@ -496,13 +528,16 @@ def recommend(
         return None
     h = int(state.half_life_ms)
     if state.pool is None:  # events never processed: the fallback, computed now
-        scores, stats = candidates(conn, pk, user, h, state.ref_ts)
+        by_user, stats = candidates(conn, pk, h, {user: state.ref_ts})
+        scores = by_user[user]
     else:
         scores = {int(b): float(s) for b, s in _json_list(state.pool)}
         stats = actions_by_id(conn, scores)
         scores = {b: s for b, s in scores.items() if b in stats}
     cat = catalogue(conn, pk, {stats[b].asset_id for b in scores})
-    taken = _taken(conn, pk, user, list(scores))
+    taken = {
+        a: score for a, (_, score) in _user_actions(conn, pk, [user], list(scores))[user].items()
+    }
     pending: set[tuple[str, str]] = set()
     if state.pending and not allow_repeats:
         pending = {

@@ -595,7 +595,7 @@ def rebase_user(conn: Connection, pk: int, user: str) -> int:
     """Fold the user's pending events and recompute the pool now; returns the user's events."""
     require_user(conn, pk, user)
     recommender.process(conn, pk, [user])
-    return int(conn.execute(recommender.USER_STATE, {"pk": pk, "user": user}).one().events)
+    return recommender.user_events(conn, pk, user) or 0
 
 
 def recommend(

@@ -28,17 +28,26 @@ class QueueWorker:
         self.processed = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="labelhub-queue-worker")
 
     async def stop(self) -> None:
-        if self._task is not None:
+        """Let the current round finish, then end. (Not ``Task.cancel()`` alone: Python 3.11's
+        ``asyncio.wait_for`` can swallow a cancellation that meets its timeout.)"""
+        if self._task is None:
+            return
+        self._stopping = True
+        self.poke()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), self.db.settings.db_timeout * 2)
+        except TimeoutError:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._task = None
+        self._task = None
 
     def poke(self) -> None:
         """Called on the event loop by a request that queued users."""
@@ -53,7 +62,7 @@ class QueueWorker:
 
     async def _run(self) -> None:
         assert self._wake is not None
-        while True:
+        while not self._stopping:
             try:
                 taken = await self.round()
             except Exception as error:  # the database is away: try again at the next poll
@@ -62,6 +71,8 @@ class QueueWorker:
             if taken:
                 await asyncio.sleep(0)
                 continue
+            if self._stopping:
+                return
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
