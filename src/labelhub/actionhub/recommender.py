@@ -178,15 +178,14 @@ PENDING_EVENTS_IN = text(
     "JOIN ah_users u ON u.program_pk = e.program_pk AND u.user_id = e.user_id "
     "WHERE e.program_pk = :pk AND e.user_id IN :users AND u.pending > 0 AND e.id > u.folded_id"
 ).bindparams(bindparam("users", expanding=True))
-TOP_HISTORY_IN = text(
-    "SELECT user_id, action_id, score_log FROM (SELECT user_id, action_id, score_log, "
-    "row_number() OVER (PARTITION BY user_id ORDER BY score_log DESC, action_id) AS rank "
-    "FROM ah_user_actions WHERE program_pk = :pk AND user_id IN :users) t WHERE rank <= :n"
+USER_ACTIONS_OF = text(
+    "SELECT user_id, action_id, events, score_log FROM ah_user_actions "
+    "WHERE program_pk = :pk AND user_id IN :users"
 ).bindparams(bindparam("users", expanding=True))
 USER_ACTIONS_IN = text(
-    "SELECT user_id, action_id, events, score_log FROM ah_user_actions "
-    "WHERE program_pk = :pk AND user_id IN :users AND action_id IN :ids"
-).bindparams(bindparam("users", expanding=True), bindparam("ids", expanding=True))
+    "SELECT action_id, events, score_log FROM ah_user_actions "
+    "WHERE program_pk = :pk AND user_id = :user AND action_id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
 FIND_ACTIONS = text(
     "SELECT id, event_type, asset_id, users, pop_log FROM ah_actions "
     "WHERE program_pk = :pk AND event_type = :event_type AND asset_id IN :assets"
@@ -210,41 +209,30 @@ FOLDED = text(
     "UPDATE ah_users SET folded_id = :folded_id, ref_ts = :ref_ts, pending = 0 "
     "WHERE program_pk = :pk AND user_id = :user"
 )
-# Users and ids per IN list of a two-list statement (both dialects allow far more parameters).
-PAIR_CHUNK = 450
+
+# A user's history: action id -> (events, score_log).
+Taken = dict[int, tuple[int, float]]
 
 
 def _users_rows(
-    conn: Connection, statement: Any, pk: int, users: Sequence[str], **extra: Any
+    conn: Connection, statement: Any, pk: int, users: Iterable[str], **extra: Any
 ) -> Iterator[Any]:
     for chunk in _chunks(sorted(set(users))):
         yield from conn.execute(statement, {"pk": pk, "users": list(chunk), **extra})
 
 
-def _histories(conn: Connection, pk: int, users: Sequence[str]) -> dict[str, dict[int, float]]:
-    """Each user's HISTORY strongest actions: action id -> score_log."""
-    found: dict[str, dict[int, float]] = defaultdict(dict)
-    for r in _users_rows(conn, TOP_HISTORY_IN, pk, users, n=HISTORY):
-        found[r.user_id][r.action_id] = r.score_log
+def _histories(conn: Connection, pk: int, users: Iterable[str]) -> dict[str, Taken]:
+    """Every action each user has taken (one index range per user)."""
+    found: dict[str, Taken] = defaultdict(dict)
+    for r in _users_rows(conn, USER_ACTIONS_OF, pk, users):
+        found[r.user_id][r.action_id] = (r.events, r.score_log)
     return found
 
 
-def _user_actions(
-    conn: Connection, pk: int, users: Sequence[str], ids: Sequence[int]
-) -> dict[str, dict[int, tuple[int, float]]]:
-    """Of ``ids``, what each user has taken: action id -> (events, score_log)."""
-    found: dict[str, dict[int, tuple[int, float]]] = defaultdict(dict)
-    user_list, id_list = sorted(set(users)), sorted(set(ids))
-    for start in range(0, len(user_list), PAIR_CHUNK):
-        for first in range(0, len(id_list), PAIR_CHUNK):
-            params = {
-                "pk": pk,
-                "users": user_list[start : start + PAIR_CHUNK],
-                "ids": id_list[first : first + PAIR_CHUNK],
-            }
-            for r in conn.execute(USER_ACTIONS_IN, params):
-                found[r.user_id][r.action_id] = (r.events, r.score_log)
-    return found
+def strongest(taken: Taken) -> dict[int, float]:
+    """The HISTORY actions of highest ``score_log`` (ties: the lower id): action -> score_log."""
+    best = sorted(taken.items(), key=lambda item: (-item[1][1], item[0]))[:HISTORY]
+    return {a: score for a, (_, score) in best}
 
 
 def _actions(
@@ -297,12 +285,15 @@ def user_events(conn: Connection, pk: int, user: str) -> int | None:
     return None
 
 
-def fold(conn: Connection, pk: int, users: Sequence[str]) -> list[str]:
-    """Fold the users' pending events into the statistics; returns the users that exist."""
-    h = half_life(conn, pk)
-    states = {r.user_id: r for r in _users_rows(conn, USERS_IN, pk, users)}
+def fold(
+    conn: Connection, pk: int, h: int, states: dict[str, Any], histories: dict[str, Taken]
+) -> dict[str, int | None]:
+    """Fold the users' pending events into the statistics, and into ``histories`` (updated in
+    place). Returns each user's reference time (its latest folded event) after the fold."""
+    refs: dict[str, int | None] = {user: state.ref_ts for user, state in states.items()}
     events: dict[str, list[Any]] = defaultdict(list)
-    for r in _users_rows(conn, PENDING_EVENTS_IN, pk, list(states)):
+    pending = [user for user, state in states.items() if state.pending]
+    for r in _users_rows(conn, PENDING_EVENTS_IN, pk, pending):
         events[r.user_id].append(r)
     contributions: dict[tuple[str, str], list[float]] = defaultdict(list)
     for user in sorted(events):
@@ -310,17 +301,15 @@ def fold(conn: Connection, pk: int, users: Sequence[str]) -> list[str]:
         for r in events[user]:
             contributions[r.event_type, r.asset_id].append(units(r.event_ts, h))
     if not contributions:
-        return sorted(states)
+        return refs
     actions, pop = _actions(conn, pk, contributions)
-    folding = sorted(events)
-    windows = _histories(conn, pk, folding)
-    known = _user_actions(conn, pk, folding, [row.id for row in actions.values()])
     new_users: dict[int, int] = defaultdict(int)
     cooccurrence: dict[tuple[int, int], int] = defaultdict(int)
     user_rows: list[dict[str, Any]] = []
     folded: list[dict[str, Any]] = []
-    for user in folding:
-        window, taken = windows[user], known[user]
+    for user in sorted(events):
+        taken = histories[user]
+        window = strongest(taken)
         touched: set[int] = set()
         for r in events[user]:
             action = actions[r.event_type, r.asset_id].id
@@ -339,23 +328,19 @@ def fold(conn: Connection, pk: int, users: Sequence[str]) -> list[str]:
             if len(window) > HISTORY:
                 del window[min(window, key=lambda a: (window[a], -a))]
         user_rows += [
-            {
-                "pk": pk,
-                "user": user,
-                "action_id": a,
-                "events": taken[a][0],
-                "score_log": taken[a][1],
-            }
+            {"pk": pk, "user": user, "action_id": a, "events": n, "score_log": score}
             for a in sorted(touched)
+            for n, score in [taken[a]]
         ]
         latest = max(r.event_ts for r in events[user])
-        ref_ts = states[user].ref_ts
+        ref = refs[user]
+        refs[user] = latest if ref is None else max(ref, latest)
         folded.append(
             {
                 "pk": pk,
                 "user": user,
                 "folded_id": max(r.id for r in events[user]),
-                "ref_ts": latest if ref_ts is None else max(ref_ts, latest),
+                "ref_ts": refs[user],
             }
         )
     conn.execute(UPSERT_USER_ACTION, user_rows)
@@ -372,7 +357,7 @@ def fold(conn: Connection, pk: int, users: Sequence[str]) -> list[str]:
             ADD_COOCCURRENCE,
             [{"a": a, "b": b, "n": n} for (a, b), n in sorted(cooccurrence.items())],
         )
-    return sorted(states)
+    return refs
 
 
 # --- candidate pools ------------------------------------------------------------------------
@@ -417,14 +402,17 @@ def _neighbours(conn: Connection, ids: Iterable[int]) -> dict[int, list[tuple[in
 
 
 def candidates(
-    conn: Connection, pk: int, h: int, refs: dict[str, int | None]
+    conn: Connection,
+    pk: int,
+    h: int,
+    refs: dict[str, int | None],
+    windows: dict[str, dict[int, float]],
 ) -> tuple[dict[str, dict[int, float]], dict[int, ActionRow]]:
-    """For each user (with the timestamp its base weights are taken at, None if it has no
-    folded events), each candidate action's label-free score ``s``; and the actions' rows."""
-    folded = [user for user, ref in refs.items() if ref is not None]
-    histories = _histories(conn, pk, folded) if folded else {}
+    """For each user, each candidate action's label-free score ``s``, and the actions' rows.
+    ``refs``: the time base weights are taken at (None: no folded events); ``windows``: the
+    user's strongest actions with their ``score_log``."""
     weights = {
-        user: {a: 2.0 ** (score - units(ref, h)) for a, score in histories[user].items()}
+        user: {a: 2.0 ** (score - units(ref, h)) for a, score in windows.get(user, {}).items()}
         for user, ref in refs.items()
         if ref is not None
     }
@@ -439,44 +427,48 @@ def candidates(
     stats = {row.id: row for row in popular}
     wanted = set(shared) | {b for pairs in shared.values() for b, _ in pairs}
     stats.update(actions_by_id(conn, wanted - stats.keys()))
+    users_of = {a: row.users for a, row in stats.items()}
+    popularity = {a: POPULARITY * 2.0 ** min(0.0, row.pop_log - top) for a, row in stats.items()}
+    fallback = {row.id: 0.0 for row in popular}
     scores: dict[str, dict[int, float]] = {}
     for user in refs:
-        co: dict[int, float] = dict.fromkeys((row.id for row in popular), 0.0)
+        co = dict(fallback)
         for a, weight in weights.get(user, {}).items():
-            n_a = stats[a].users
+            n_a = users_of[a]
             for b, users in shared.get(a, ()):
-                co[b] = co.get(b, 0.0) + weight * users / math.sqrt(n_a * stats[b].users)
-        scores[user] = {
-            b: value + POPULARITY * 2.0 ** min(0.0, stats[b].pop_log - top)
-            for b, value in co.items()
-        }
+                co[b] = co.get(b, 0.0) + weight * users / math.sqrt(n_a * users_of[b])
+        scores[user] = {b: value + popularity[b] for b, value in co.items()}
     return scores, stats
 
 
 def _ranked(scores: dict[int, float], stats: dict[int, ActionRow], cat: Catalogue) -> list[int]:
     """Action ids by growth weight, highest first; ties by event type, then asset id."""
-    return sorted(
-        scores,
-        key=lambda b: (
-            -scores[b] * cat.factor(stats[b].asset_id),
-            stats[b].event_type,
-            stats[b].asset_id,
-        ),
-    )
+    factors = cat.factors
+    keyed = [
+        (-s * factors.get(stats[b].asset_id, 1.0), stats[b].event_type, stats[b].asset_id, b)
+        for b, s in scores.items()
+    ]
+    keyed.sort()
+    return [k[3] for k in keyed]
 
 
-def refresh_pools(conn: Connection, pk: int, users: Sequence[str]) -> None:
+def refresh_pools(
+    conn: Connection,
+    pk: int,
+    h: int,
+    refs: dict[str, int | None],
+    histories: dict[str, Taken],
+) -> None:
     """Recompute and store each user's pool: the POOL best actions and the POOL best untaken."""
-    refs = {r.user_id: r.ref_ts for r in _users_rows(conn, USERS_IN, pk, users)}
-    scores, stats = candidates(conn, pk, half_life(conn, pk), refs)
+    windows = {user: strongest(histories.get(user, {})) for user in refs}
+    scores, stats = candidates(conn, pk, h, refs, windows)
     cat = catalogue(conn, pk, {row.asset_id for row in stats.values()})
-    taken = _user_actions(conn, pk, list(refs), list(stats))
     now = now_ms()
     pools = []
     for user in sorted(refs):
-        mine = scores[user]
+        mine, taken = scores[user], histories.get(user, {})
         order = _ranked(mine, stats, cat)
-        untaken = [b for b in order if b not in taken[user]]
+        untaken = [b for b in order if b not in taken]
         keep = set(order[:POOL]) | set(untaken[:POOL])
         pool = [[b, mine[b]] for b in order if b in keep]
         pools.append({"pk": pk, "user": user, "pool": pool, "now": now})
@@ -487,13 +479,14 @@ def refresh_pools(conn: Connection, pk: int, users: Sequence[str]) -> None:
 def process(conn: Connection, pk: int, users: Sequence[str]) -> list[str]:
     """Fold the users' pending events, recompute their pools, take them off the queue.
     Returns the users that exist (the others are ignored)."""
-    existing = fold(conn, pk, users)
-    refresh_pools(conn, pk, existing)
+    h = half_life(conn, pk)
+    states = {r.user_id: r for r in _users_rows(conn, USERS_IN, pk, users)}
+    histories = _histories(conn, pk, states)
+    refs = fold(conn, pk, h, states, histories)
+    refresh_pools(conn, pk, h, refs, histories)
     conn.execute(DEQUEUE, [{"pk": pk, "user": user} for user in users])
-    return existing
+    return sorted(states)
 
-
-# --- answers --------------------------------------------------------------------------------
 
 USER_MODEL = text(
     "SELECT u.folded_id, u.pending, u.ref_ts, u.pool, u.pool_at, p.half_life_ms, "
@@ -528,16 +521,17 @@ def recommend(
         return None
     h = int(state.half_life_ms)
     if state.pool is None:  # events never processed: the fallback, computed now
-        by_user, stats = candidates(conn, pk, h, {user: state.ref_ts})
+        by_user, stats = candidates(conn, pk, h, {user: state.ref_ts}, {})
         scores = by_user[user]
     else:
         scores = {int(b): float(s) for b, s in _json_list(state.pool)}
         stats = actions_by_id(conn, scores)
         scores = {b: s for b, s in scores.items() if b in stats}
     cat = catalogue(conn, pk, {stats[b].asset_id for b in scores})
-    taken = {
-        a: score for a, (_, score) in _user_actions(conn, pk, [user], list(scores))[user].items()
-    }
+    taken: dict[int, float] = {}
+    for chunk in _chunks(sorted(scores)):
+        params = {"pk": pk, "user": user, "ids": list(chunk)}
+        taken.update((r.action_id, r.score_log) for r in conn.execute(USER_ACTIONS_IN, params))
     pending: set[tuple[str, str]] = set()
     if state.pending and not allow_repeats:
         pending = {
