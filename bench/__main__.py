@@ -7,7 +7,8 @@
 Runs, per database: raw database upserts (``bench.raw_db``); W1-W3 throughput and latency against a
 bare ASGI app and a validate-only FastAPI handler (``bench.throughput``); W4 big requests
 (``bench.bulk``); W5 and W6 at 10k, 100k and 1M rows (``bench.search_scale``, ``bench.har_scale``;
-``--skip-scale`` leaves them out, they take the longest). Then ``RESULTS.md`` and the PNG plots.
+``--skip-scale`` leaves them out, they take the longest); recommendation quality and events at
+scale (``bench.recommend_quality``, ``bench.recommend_speed``). Then ``RESULTS.md`` and the plots.
 Each script can also be run alone; see ``bench/README.md``.
 
 wrk comes from Debian (``apt-get install wrk``); run as root without it, this installs it.
@@ -76,6 +77,9 @@ def main() -> None:
                 scale += ["--sizes", "1000,2000", "--requests", "3"]
             run("search_scale", *common, *scale)
             run("har_scale", *common, *scale)
+        quick = ["--quick"] if args.quick else []
+        run("recommend_quality", *common, *quick)
+        run("recommend_speed", *common, "--runs", runs, *quick)
     report.main(out)
     plots.main(out)
 

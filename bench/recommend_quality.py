@@ -125,15 +125,14 @@ def main() -> None:
         **timing,
     }
     print(json.dumps(figures))
-    if not args.quick:
-        report = {
-            "benchmark": "Recommendation quality: hit-rate@10, labelhub vs popularity",
-            "command": "python -m bench.recommend_quality " + shlex.join(sys.argv[1:]),
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "db": args.db,
-            "figures": figures,
-        }
-        write_report(args.out, "recommend-quality", args.db, report)
+    report = {
+        "benchmark": "Recommendation quality: hit-rate@10, labelhub vs popularity",
+        "command": "python -m bench.recommend_quality " + shlex.join(sys.argv[1:]),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "db": args.db,
+        "figures": figures,
+    }
+    write_report(args.out, "recommend-quality", args.db, report)
 
 
 if __name__ == "__main__":

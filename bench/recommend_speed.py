@@ -87,9 +87,7 @@ def _post_all(
     return time.perf_counter() - started, latencies
 
 
-def _follow_up_events(
-    streams: list[recsys_data.UserStream], count: int, seed: int
-) -> list[bytes]:
+def _follow_up_events(streams: list[recsys_data.UserStream], count: int, seed: int) -> list[bytes]:
     """``count`` batches of 1,000 new events of existing users, after all the others."""
     rng = random.Random(seed)
     last = max(t for s in streams for t, _ in s.events)
@@ -154,8 +152,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     )
     streams = recsys_data.generate(shape)
     batches = [
-        json.dumps({"events": body}).encode()
-        for body in recsys_data.event_bodies(streams, 1_000)
+        json.dumps({"events": body}).encode() for body in recsys_data.event_bodies(streams, 1_000)
     ]
     follow_up = _follow_up_events(streams, args.processed_batches * args.runs, args.seed)
     events = sum(len(s.events) for s in streams)
@@ -270,16 +267,15 @@ def main() -> None:
         args.users, args.assets, args.processed_batches, args.requests = 2_000, 500, 2, 160
     figures = measure(args)
     print(json.dumps(figures))
-    if not args.quick:
-        report = {
-            "benchmark": "Events and recommendations at scale",
-            "command": "python -m bench.recommend_speed " + shlex.join(sys.argv[1:]),
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "db": args.db,
-            "runs": args.runs,
-            "figures": figures,
-        }
-        write_report(args.out, "recommend-speed", args.db, report)
+    report = {
+        "benchmark": "Events and recommendations at scale",
+        "command": "python -m bench.recommend_speed " + shlex.join(sys.argv[1:]),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "db": args.db,
+        "runs": args.runs,
+        "figures": figures,
+    }
+    write_report(args.out, "recommend-speed", args.db, report)
 
 
 if __name__ == "__main__":

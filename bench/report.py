@@ -115,6 +115,62 @@ def figures_section(report: dict[str, Any], title: str, unit: str) -> list[str]:
     return lines
 
 
+def quality_section(report: dict[str, Any]) -> list[str]:
+    f = report["figures"]
+    shape = f["shape"]
+    return [
+        f"### Recommendation quality — {report['db']} ({report['date']})",
+        "",
+        f"`{report['command']}` → `results/{report['_file']}`",
+        "",
+        f"Synthetic data (`bench/recsys_data.py`, seed {shape['seed']}): {shape['users']:,} users "
+        f"in {shape['groups']} groups sharing sequences of {shape['sequence']} actions, "
+        f"{shape['assets']:,} assets, {shape['popular']} popular noise actions; each user's last "
+        f"{shape['held_out']} events held out.",
+        "",
+        "| test users | hit-rate@10 labelhub | hit-rate@10 popularity | ratio "
+        "| ingest events/s (processed, sync) | actions p50 ms |",
+        "|---|---|---|---|---|---|",
+        f"| {f['test_users']:,} | {f['hit_rate_at_10_labelhub']} "
+        f"| {f['hit_rate_at_10_popularity']} | {f['ratio']} | {f['ingest_events_per_s']:,} "
+        f"| {f['actions_p50_ms']} |",
+        "",
+    ]
+
+
+def speed_section(report: dict[str, Any]) -> list[str]:
+    f = report["figures"]
+    ingest, fold, processed = f["ingest_unprocessed"], f["fold_all"], f["ingest_processed"]
+    lines = [
+        f"### Events and recommendations at scale — {report['db']} ({report['date']})",
+        "",
+        f"`{report['command']}` → `results/{report['_file']}`",
+        "",
+        f"{f['users']:,} users, {f['assets']:,} assets, {f['events']:,} events, "
+        f"{f['distinct_actions']:,} distinct actions.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| `POST /events` of 1,000, `process_user_actions=false`, {ingest['clients']} clients "
+        f"| {mmm(ingest['events_per_s'])} events/s; request p50 / p99 {ingest['p50_ms']} / "
+        f"{ingest['p99_ms']} ms |",
+        f"| `labelhub events process` (fold all, compute every pool) | {fold['seconds']} s: "
+        f"{fold['users_per_s']:,} users/s, {fold['events_per_s']:,} events/s |",
+        f"| `POST /events` of 1,000, `process_user_actions=true&queue_updates=false`, 1 client "
+        f"| {mmm(processed['events_per_s'])} events/s; request p50 / p99 {processed['p50_ms']} / "
+        f"{processed['p99_ms']} ms |",
+    ]
+    for connections in (1, 16):
+        a = f[f"actions_{connections}_connections"]
+        lines.append(
+            f"| `GET /users/{{id}}/actions`, {connections} connection(s), "
+            f"{a['requests_per_run']:,} random users per run | p50 {mmm(a['p50_ms'], 2)} ms, "
+            f"p99 {mmm(a['p99_ms'], 2)} ms |"
+        )
+    lines.append("")
+    return lines
+
+
 def main(results: Path = RESULTS) -> Path:
     lines = [
         "# Benchmark results",
@@ -137,6 +193,10 @@ def main(results: Path = RESULTS) -> Path:
         lines += scale_section(report, "W6 HAR label filter and label listing", "artifacts")
         kind = report["_file"].split("-", 3)[-1].removesuffix(".json")
         lines += [f"![W6 {report['db']}](results/{kind}.png)", ""]
+    for report in newest("*-recommend-quality-*.json", results):
+        lines += quality_section(report)
+    for report in newest("*-recommend-speed-*.json", results):
+        lines += speed_section(report)
     out = results.parent / "RESULTS.md" if results == RESULTS else results / "RESULTS.md"
     out.write_text("\n".join(lines))
     print(f"wrote {out}")

@@ -384,10 +384,12 @@ async def test_the_worker_runs_in_the_served_app(settings: Settings, db_url: str
                 )
                 assert r.status_code == 200
                 for _ in range(200):
-                    if not database.run_read(recommender.queue_depth):
+                    if app.state.worker.processed == 6:
                         break
                     await asyncio.sleep(0.05)
                 assert database.run_read(recommender.queue_depth) == 0
+                metrics = (await http.get("/metrics")).text
+                assert "labelhub_recommendation_worker_users 6.0" in metrics
     finally:
         database.close()
 

@@ -35,6 +35,8 @@ def test_bench_quick_run(tmp_path: Path) -> None:
         "bulk-sqlite",
         "search-sqlite",
         "har-sqlite",
+        "recommend-quality-sqlite",
+        "recommend-speed-sqlite",
     }
     assert reports["raw-sqlite"]["figures"]["bulk_rows_per_s"]["median"] > 0
     for workload in ("W1", "W2", "W3"):
@@ -48,4 +50,10 @@ def test_bench_quick_run(tmp_path: Path) -> None:
             v["p50_ms"] > 0 for v in figures.values() if isinstance(v, dict) and "p50_ms" in v
         )
         assert (tmp_path / f"{kind}-sqlite.png").stat().st_size > 0
-    assert "W1" in (tmp_path / "RESULTS.md").read_text()
+    quality = reports["recommend-quality-sqlite"]["figures"]
+    assert quality["test_users"] > 0 and quality["hit_rate_at_10_labelhub"] > 0
+    speed = reports["recommend-speed-sqlite"]["figures"]
+    assert speed["ingest_unprocessed"]["events_per_s"]["median"] > 0
+    assert speed["actions_1_connections"]["p99_ms"]["median"] > 0
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "W1" in text and "Recommendation quality" in text and "at scale" in text

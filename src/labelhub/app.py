@@ -167,7 +167,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = database
-    app.state.metrics = ops.Metrics(database)
+    app.state.metrics = ops.Metrics(database, worker)
     app.state.worker = worker
 
     app.add_exception_handler(RequestValidationError, _on_validation_error)

@@ -17,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from labelhub.actionhub.worker import QueueWorker
 from labelhub.core.db import Database
 from labelhub.core.errors import PayloadTooLarge
 from labelhub.core.keys import display_prefix, looks_like_key
@@ -32,7 +33,7 @@ KEY_HEADERS = (b"actionhub-key", b"x-api-key")
 class Metrics:
     """The Prometheus figures of one app (a registry of its own, so apps do not share)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, worker: QueueWorker | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "labelhub_http_requests",
@@ -48,6 +49,8 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_DatabaseCollector(db))
+        if worker is not None:
+            self.registry.register(_WorkerCollector(worker))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         labels = (method, route, str(status))
@@ -89,6 +92,18 @@ class _DatabaseCollector:
             "labelhub_db_writer_retries",
             "Batches PostgreSQL aborted for a deadlock or serialization failure and were rerun.",
             value=self._db.writer.retries,
+        )
+
+
+class _WorkerCollector:
+    def __init__(self, worker: QueueWorker) -> None:
+        self._worker = worker
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "labelhub_recommendation_worker_users",
+            "Queued users whose recommendations this process's worker refreshed since start.",
+            value=self._worker.processed,
         )
 
 
