@@ -38,6 +38,7 @@ class Server:
     """``labelhub serve`` in a subprocess; stderr is kept in a file to read afterwards."""
 
     def __init__(self, cwd: Path, env: dict[str, str], *args: str) -> None:
+        self.env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._err = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()

@@ -97,3 +97,54 @@ def test_revocation_through_one_replica_holds_on_the_other(
     assert r.status_code == 200
     r = httpx.get(b.url + "/labels", headers=headers)
     assert r.status_code == 403 and r.json() == {"detail": "Could not validate API KEY"}
+
+
+def test_queued_recommendation_work_survives_a_killed_replica(
+    replicas: tuple[str, list[Server]],
+) -> None:
+    """Users queued through one process that is then SIGKILLed are processed by the other."""
+    import signal
+
+    import psycopg
+
+    admin, (first, second) = replicas
+    httpx.post(
+        f"{first.url}/admin/programs", json={"program_id": "recs"}, headers={"x-api-key": admin}
+    ).raise_for_status()
+    headers = {"actionhub-key": admin, "program-id": "recs"}
+    for batch in range(3):
+        events = [
+            {
+                "user_id": f"user-{batch}-{i}",
+                "event_timestamp": f"2026-01-01T00:{i % 60:02d}:00Z",
+                "event_type": "view",
+                "asset_id": f"a{i % 7}",
+            }
+            for i in range(1000)
+        ]
+        r = httpx.post(
+            f"{first.url}/events",
+            params={"queue_updates": "true"},
+            json={"events": events},
+            headers=headers,
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+    first.stop(signal.SIGKILL)
+    url = second.env["LABELHUB_DATABASE_URL"]
+    deadline = time.monotonic() + 60
+    with psycopg.connect(url) as conn:
+        left = conn.execute("SELECT count(*) FROM ah_user_queue").fetchone()
+        conn.commit()
+        assert left is not None and left[0] > 0, "the killed process had finished the work"
+        while time.monotonic() < deadline:
+            queued = conn.execute("SELECT count(*) FROM ah_user_queue").fetchone()
+            conn.commit()
+            if queued == (0,):
+                break
+            time.sleep(0.2)
+        assert conn.execute("SELECT count(*) FROM ah_user_queue").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM ah_users WHERE pool IS NULL").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM ah_users").fetchone() == (3000,)
+    r = httpx.get(f"{second.url}/users/user-2-5/actions", headers=headers)
+    assert r.status_code == 200 and r.json()["actions"]
