@@ -72,9 +72,12 @@ def serve(url: str, admin: str) -> tuple[subprocess.Popen[bytes], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABELHUB_")}
     env.update(LABELHUB_DATABASE_URL=url, LABELHUB_ADMIN_KEY=admin, LABELHUB_LOG_LEVEL="warning")
     exe = Path(sys.executable).parent / "labelhub"
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port)], env=env, stderr=subprocess.DEVNULL
+    # The server's log goes to a file, named on failure (a 500 is worth reading about).
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
+        prefix="labelhub-bench-serve-", suffix=".log", delete=False
     )
+    proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], env=env, stderr=log)
+    print(f"bench: labelhub serve on port {port}, log {log.name}", flush=True)
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:

@@ -369,32 +369,40 @@ def events_process(
     program: Annotated[str, typer.Option("--program", help="The program-id.")],
     batch_size: Annotated[int, typer.Option(help="Users per transaction.", min=1)] = 200,
 ) -> None:
-    """Fold every pending event of the program into its recommendation statistics and refresh
-    the users' recommendations (after events were posted with process_user_actions=false)."""
+    """Fold every pending event of the program into its recommendation statistics, then
+    recompute every user's recommendations against the complete statistics (after events were
+    posted with process_user_actions=false, e.g. a backfill)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     with database() as db:
         pk = db.run_read(actionhub_store.program_pk, program)
         if pk is None:
             raise NotFound(f"Program {program!r} not found")
-        total = db.run_read(recommender.pending_users, pk)
-        done = 0
+        pending, users = db.run_read(recommender.pending_users, pk), 0
+        folded = 0
         with Progress(
-            TextColumn("processing users"),
+            TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             console=Console(stderr=True),
             transient=True,
             disable=not sys.stderr.isatty(),
         ) as progress:
-            task = progress.add_task("process", total=total)
-            while True:
-                taken = db.run_write(recommender.process_pending, pk, batch_size)
-                if not taken:
-                    break
-                done += taken
-                progress.update(task, completed=done)
-    echo_err(f"labelhub: processed {done} users of program {program}")
+            task = progress.add_task("folding events", total=pending)
+            while taken := db.run_write(recommender.fold_pending, pk, batch_size):
+                folded += taken
+                progress.update(task, completed=folded)
+            total = db.run_read(recommender.user_count, pk)
+            task = progress.add_task("computing recommendations", total=total)
+            after: str | None = ""
+            while after is not None:
+                after = db.run_write(recommender.refresh_after, pk, after, batch_size)
+                users = min(total, users + batch_size)
+                progress.update(task, completed=users)
+    echo_err(
+        f"labelhub: folded the events of {folded} users and refreshed the recommendations "
+        f"of every user of program {program}"
+    )
 
 
 def sniff_format(file: Path) -> str:

@@ -584,19 +584,39 @@ def queue_depth(conn: Connection) -> int:
     return int(conn.execute(QUEUE_DEPTH).scalar_one())
 
 
-PENDING_USERS = text(
-    "SELECT user_id FROM ah_users WHERE program_pk = :pk AND pending > 0 ORDER BY user_id LIMIT :n"
-)
+PENDING_USERS = text("SELECT user_id FROM ah_users WHERE program_pk = :pk AND pending > 0 LIMIT :n")
 COUNT_PENDING_USERS = text("SELECT count(*) FROM ah_users WHERE program_pk = :pk AND pending > 0")
+USERS_AFTER = text(
+    "SELECT user_id FROM ah_users WHERE program_pk = :pk AND user_id > :after "
+    "ORDER BY user_id LIMIT :n"
+)
+COUNT_USERS = text("SELECT count(*) FROM ah_users WHERE program_pk = :pk")
 
 
 def pending_users(conn: Connection, pk: int) -> int:
     return int(conn.execute(COUNT_PENDING_USERS, {"pk": pk}).scalar_one())
 
 
-def process_pending(conn: Connection, pk: int, limit: int) -> int:
-    """Process up to ``limit`` users of the program that have pending events; how many."""
+def user_count(conn: Connection, pk: int) -> int:
+    return int(conn.execute(COUNT_USERS, {"pk": pk}).scalar_one())
+
+
+def fold_pending(conn: Connection, pk: int, limit: int) -> int:
+    """Fold the pending events of up to ``limit`` users of the program (their pools are left
+    for ``refresh_after``); returns how many users."""
     users = list(conn.execute(PENDING_USERS, {"pk": pk, "n": limit}).scalars())
     if users:
-        process(conn, pk, users)
+        states = {r.user_id: r for r in _users_rows(conn, USERS_IN, pk, users)}
+        fold(conn, pk, half_life(conn, pk), states, _histories(conn, pk, states))
     return len(users)
+
+
+def refresh_after(conn: Connection, pk: int, after: str, limit: int) -> str | None:
+    """Recompute the pools of the next ``limit`` users after ``after`` (by user id); returns
+    the last user done, None when there are no more."""
+    users = list(conn.execute(USERS_AFTER, {"pk": pk, "after": after, "n": limit}).scalars())
+    if not users:
+        return None
+    refs = {r.user_id: r.ref_ts for r in _users_rows(conn, USERS_IN, pk, users)}
+    refresh_pools(conn, pk, half_life(conn, pk), refs, _histories(conn, pk, users))
+    return str(users[-1])
