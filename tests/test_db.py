@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, insert, select
@@ -82,5 +84,29 @@ async def test_unreachable_postgresql_is_unavailable_not_a_crash() -> None:
             await db.write(actionhub_store.create_program, "x")
         with pytest.raises(Unavailable):
             await db.read(actionhub_store.list_programs)
+    finally:
+        db.close()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs Linux /proc/locks")
+def test_the_migration_lock_leaves_sqlites_own_locks_alone(tmp_path: Path) -> None:
+    """After a migration, a WAL connection of this process still holds its POSIX lock on the
+    database file. (The lock was an flock on the database file itself; closing that descriptor
+    dropped SQLite's locks unseen, and a backfill CLI running beside the server ended in
+    "database disk image is malformed".)"""
+    path = tmp_path / "locks.db"
+    db = dbmod.Database(Settings(database_url=f"sqlite:///{path}"))
+    try:
+        with dbmod.migration_lock(db) as conn:
+            dbmod.upgrade(conn)
+        inode = path.stat().st_ino
+        with db.transaction() as conn:
+            conn.execute(select(Program.id)).all()
+            held = [
+                line
+                for line in Path("/proc/locks").read_text().splitlines()
+                if f":{inode} " in line and f" {os.getpid()} " in line
+            ]
+        assert held, "this process holds no lock on the database file during a read"
     finally:
         db.close()

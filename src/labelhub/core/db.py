@@ -495,8 +495,12 @@ def migration_lock(db: Database) -> Iterator[Connection]:
     """A connection holding the lock that serialises schema changes and bootstrap.
 
     PostgreSQL: a session advisory lock, so replicas starting together take turns.
-    SQLite: an ``flock`` on the database file (SQLite itself uses POSIX locks, which ``flock``
-    does not disturb), so several processes on one file take turns too.
+    SQLite: an ``flock`` on a lock file beside the database (``<file>-lock``), so several
+    processes on one file take turns too. Never on the database file itself: closing any
+    descriptor of that file drops every POSIX lock the process holds on it, SQLite's included,
+    while SQLite still counts them as held; the process then takes part in WAL mode unseen, and
+    another process that closes its last connection thinks it is the last one and resets the WAL
+    under it ("database disk image is malformed", found by bench.recommend_speed).
     """
     if db.dialect == "postgresql":
         with db.engine.connect() as conn:
@@ -511,7 +515,7 @@ def migration_lock(db: Database) -> Iterator[Connection]:
                     conn.commit()
         return
     path = sqlite_path(db.settings.database_url)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(f"{path}-lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         with db.engine.connect() as conn:
