@@ -395,8 +395,9 @@ def events_process(
             total = db.run_read(recommender.user_count, pk)
             task = progress.add_task("computing recommendations", total=total)
             after: str | None = ""
+            shared = recommender.Shared()  # successors and action rows, read once
             while after is not None:
-                after = db.run_write(recommender.refresh_after, pk, after, batch_size)
+                after = db.run_write(recommender.refresh_after, pk, after, batch_size, shared)
                 users = min(total, users + batch_size)
                 progress.update(task, completed=users)
     echo_err(

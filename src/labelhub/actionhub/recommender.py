@@ -29,7 +29,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import JSON, Connection, bindparam, text
@@ -389,16 +389,31 @@ def _neighbours_statement(count: int) -> Any:
     return text(" UNION ALL ".join(parts))
 
 
-def _neighbours(conn: Connection, ids: Iterable[int]) -> dict[int, list[tuple[int, int]]]:
-    """Action id -> its NEIGHBOURS most shared successors as (successor id, users)."""
-    found: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    ordered = sorted(set(ids))
-    for start in range(0, len(ordered), NEIGHBOUR_BATCH):
-        chunk = ordered[start : start + NEIGHBOUR_BATCH]
+@dataclass
+class Shared:
+    """Statistics read once and reused by the transactions of one bulk refresh (``labelhub
+    events process``): successors, action rows and the popular list of a program. Writes made
+    meanwhile by others are not seen; the pools are as fresh as the start of the run."""
+
+    neighbours: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    stats: dict[int, ActionRow] = field(default_factory=dict)
+    popular: list[ActionRow] | None = None
+
+
+def _neighbours(
+    conn: Connection, ids: Iterable[int], known: dict[int, list[tuple[int, int]]]
+) -> dict[int, list[tuple[int, int]]]:
+    """Action id -> its NEIGHBOURS most shared successors as (successor id, users); ``known``
+    holds (and receives) what was read before."""
+    missing = sorted(set(ids) - known.keys())
+    for a in missing:
+        known[a] = []
+    for start in range(0, len(missing), NEIGHBOUR_BATCH):
+        chunk = missing[start : start + NEIGHBOUR_BATCH]
         params = {f"a{i}": a for i, a in enumerate(chunk)}
         for r in conn.execute(_neighbours_statement(len(chunk)), params):
-            found[r.a_id].append((r.b_id, r.users))
-    return found
+            known[r.a_id].append((r.b_id, r.users))
+    return known
 
 
 def candidates(
@@ -407,26 +422,32 @@ def candidates(
     h: int,
     refs: dict[str, int | None],
     windows: dict[str, dict[int, float]],
+    shared: Shared | None = None,
 ) -> tuple[dict[str, dict[int, float]], dict[int, ActionRow]]:
     """For each user, each candidate action's label-free score ``s``, and the actions' rows.
     ``refs``: the time base weights are taken at (None: no folded events); ``windows``: the
-    user's strongest actions with their ``score_log``."""
+    user's strongest actions with their ``score_log``; ``shared``: statistics to reuse."""
+    cache = shared or Shared()
     weights = {
         user: {a: 2.0 ** (score - units(ref, h)) for a, score in windows.get(user, {}).items()}
         for user, ref in refs.items()
         if ref is not None
     }
-    shared = _neighbours(conn, {a for w in weights.values() for a in w})
-    popular = [
-        ActionRow(r.id, r.event_type, r.asset_id, r.users, r.pop_log)
-        for r in conn.execute(POPULAR_ACTIONS, {"pk": pk, "n": POPULAR})
-    ]
+    history = {a for w in weights.values() for a in w}
+    successors = _neighbours(conn, history, cache.neighbours)
+    if cache.popular is None:
+        cache.popular = [
+            ActionRow(r.id, r.event_type, r.asset_id, r.users, r.pop_log)
+            for r in conn.execute(POPULAR_ACTIONS, {"pk": pk, "n": POPULAR})
+        ]
+    popular = cache.popular
     if not popular:
         return {user: {} for user in refs}, {}
     top = popular[0].pop_log
-    stats = {row.id: row for row in popular}
-    wanted = set(shared) | {b for pairs in shared.values() for b, _ in pairs}
-    stats.update(actions_by_id(conn, wanted - stats.keys()))
+    wanted = history | {b for a in history for b, _ in successors[a]} | {r.id for r in popular}
+    cache.stats.update((row.id, row) for row in popular)
+    cache.stats.update(actions_by_id(conn, wanted - cache.stats.keys()))
+    stats = {a: cache.stats[a] for a in wanted}
     users_of = {a: row.users for a, row in stats.items()}
     popularity = {a: POPULARITY * 2.0 ** min(0.0, row.pop_log - top) for a, row in stats.items()}
     fallback = {row.id: 0.0 for row in popular}
@@ -435,7 +456,7 @@ def candidates(
         co = dict(fallback)
         for a, weight in weights.get(user, {}).items():
             n_a = users_of[a]
-            for b, users in shared.get(a, ()):
+            for b, users in successors[a]:
                 co[b] = co.get(b, 0.0) + weight * users / math.sqrt(n_a * users_of[b])
         scores[user] = {b: value + popularity[b] for b, value in co.items()}
     return scores, stats
@@ -458,10 +479,11 @@ def refresh_pools(
     h: int,
     refs: dict[str, int | None],
     histories: dict[str, Taken],
+    shared: Shared | None = None,
 ) -> None:
     """Recompute and store each user's pool: the POOL best actions and the POOL best untaken."""
     windows = {user: strongest(histories.get(user, {})) for user in refs}
-    scores, stats = candidates(conn, pk, h, refs, windows)
+    scores, stats = candidates(conn, pk, h, refs, windows, shared)
     cat = catalogue(conn, pk, {row.asset_id for row in stats.values()})
     now = now_ms()
     pools = []
@@ -611,12 +633,14 @@ def fold_pending(conn: Connection, pk: int, limit: int) -> int:
     return len(users)
 
 
-def refresh_after(conn: Connection, pk: int, after: str, limit: int) -> str | None:
+def refresh_after(
+    conn: Connection, pk: int, after: str, limit: int, shared: Shared | None = None
+) -> str | None:
     """Recompute the pools of the next ``limit`` users after ``after`` (by user id); returns
     the last user done, None when there are no more."""
     users = list(conn.execute(USERS_AFTER, {"pk": pk, "after": after, "n": limit}).scalars())
     if not users:
         return None
     refs = {r.user_id: r.ref_ts for r in _users_rows(conn, USERS_IN, pk, users)}
-    refresh_pools(conn, pk, half_life(conn, pk), refs, _histories(conn, pk, users))
+    refresh_pools(conn, pk, half_life(conn, pk), refs, _histories(conn, pk, users), shared)
     return str(users[-1])
