@@ -109,6 +109,7 @@ def test_help_on_every_command(cli) -> None:  # type: ignore[no-untyped-def]
         ("db",),
         ("programs",),
         ("keys",),
+        ("events",),
     ):
         code, out, _ = cli(*args, "--help")
         assert code == 0 and "Usage:" in out
@@ -118,6 +119,7 @@ def test_help_on_every_command(cli) -> None:  # type: ignore[no-untyped-def]
         ("programs", "create"),
         ("keys", "create"),
         ("keys", "revoke"),
+        ("events", "process"),
     ):
         code, out, _ = cli(*args, "--help")
         assert code == 0 and "Usage: labelhub" in out
@@ -303,3 +305,38 @@ def test_har_commands(cli) -> None:  # type: ignore[no-untyped-def]
     assert code == 1 and one_line(err) == "labelhub: error: Registry not found"
     code, _, err = cli("har", "register-artifact", "justone", "gpt")
     assert code == 2 and one_line(err).startswith("labelhub: error: Cannot parse registry_ref")
+
+
+def test_events_process_folds_pending_events_and_refreshes_every_pool(cli) -> None:  # type: ignore[no-untyped-def]
+    from labelhub.actionhub import recommender, store
+
+    assert cli("programs", "create", "shop", "--half-life-days", "7")[0] == 0
+    db = dbmod.Database(Settings(database_url=cli.url))
+    try:
+        pk = db.run_read(store.program_pk, "shop")
+        events = [
+            store.EventIn(f"u{u}", 1_767_225_600_000 + step * 3_600_000, "view", f"a{step}", [])
+            for u in range(250)
+            for step in range(1 + u % 3)
+        ]
+        db.run_write(store.record_events, pk, events, False, False)
+        assert db.run_read(recommender.pending_users, pk) == 250
+        assert db.run_read(recommender.half_life, pk) == 7 * 24 * 3600 * 1000
+
+        code, _, err = cli("events", "process", "--program", "shop", "--batch-size", "100")
+        assert code == 0, err
+        assert "250 users" in one_line(err)
+        assert db.run_read(recommender.pending_users, pk) == 0
+        unpooled = db.run_read(
+            lambda conn: conn.exec_driver_sql(
+                "SELECT count(*) FROM ah_users WHERE pool IS NULL"
+            ).scalar_one()
+        )
+        assert unpooled == 0
+        # u0 took a0 only; users who took a0 went on to a1: it is u0's best untaken action.
+        found = db.run_read(recommender.recommend, pk, "u0", 1, False)
+        assert [(a.event_type, a.asset_id) for a in found.actions] == [("view", "a1")]
+    finally:
+        db.close()
+    code, _, err = cli("events", "process", "--program", "nope")
+    assert code == 1 and one_line(err) == "labelhub: error: Program 'nope' not found"

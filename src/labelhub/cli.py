@@ -389,9 +389,11 @@ def events_process(
             disable=not sys.stderr.isatty(),
         ) as progress:
             task = progress.add_task("folding events", total=pending)
+            db.run_write(recommender.analyze)
             while taken := db.run_write(recommender.fold_pending, pk, batch_size):
                 folded += taken
                 progress.update(task, completed=folded)
+            db.run_write(recommender.analyze)
             total = db.run_read(recommender.user_count, pk)
             task = progress.add_task("computing recommendations", total=total)
             after: str | None = ""

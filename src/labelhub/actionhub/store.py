@@ -498,14 +498,23 @@ INSERT_EVENTS_POSTGRESQL = text(
     "CAST(:times AS bigint[]), CAST(:types AS text[]), CAST(:assets AS text[]), "
     "CAST(:labels AS text[])) WITH ORDINALITY AS i(u, t, e, a, l, n) ORDER BY i.n"
 )
-COUNT_USER_EVENTS = text(
+COUNT_USER_EVENTS = recommender.bulk(
     "INSERT INTO ah_users (program_pk, user_id, events, pending) VALUES (:pk, :user, :n, :n) "
     "ON CONFLICT (program_pk, user_id) DO UPDATE "
-    "SET events = ah_users.events + excluded.events, pending = ah_users.pending + excluded.pending"
+    "SET events = ah_users.events + excluded.events, pending = ah_users.pending + excluded.pending",
+    "INSERT INTO ah_users (program_pk, user_id, events, pending) "
+    'SELECT :pk, "user", n, n FROM {rows} '
+    "ON CONFLICT (program_pk, user_id) DO UPDATE "
+    "SET events = ah_users.events + excluded.events, pending = ah_users.pending + excluded.pending",
+    ("user", "text"),
+    ("n", "bigint"),
 )
-ENQUEUE = text(
+ENQUEUE = recommender.bulk(
     "INSERT INTO ah_user_queue (program_pk, user_id, queued_at) VALUES (:pk, :user, :now) "
-    "ON CONFLICT (program_pk, user_id) DO NOTHING"
+    "ON CONFLICT (program_pk, user_id) DO NOTHING",
+    "INSERT INTO ah_user_queue (program_pk, user_id, queued_at) "
+    'SELECT :pk, "user", :now FROM {rows} ON CONFLICT (program_pk, user_id) DO NOTHING',
+    ("user", "text"),
 )
 
 
@@ -539,11 +548,11 @@ def record_events(
     for e in events:
         counts[e.user_id] = counts.get(e.user_id, 0) + 1
     users = sorted(counts)
-    conn.execute(COUNT_USER_EVENTS, [{"pk": pk, "user": u, "n": counts[u]} for u in users])
+    COUNT_USER_EVENTS.run(conn, [{"user": u, "n": counts[u]} for u in users], pk=pk)
     processed = queued = 0
     if process and queue:
         now = now_ms()
-        conn.execute(ENQUEUE, [{"pk": pk, "user": u, "now": now} for u in users])
+        ENQUEUE.run(conn, [{"user": u} for u in users], pk=pk, now=now)
         queued = len(users)
     elif process:
         processed = len(recommender.process(conn, pk, users))
@@ -610,4 +619,4 @@ def recommend(
 
 def enqueue_users(conn: Connection, pk: int, users: Sequence[str]) -> None:
     now = now_ms()
-    conn.execute(ENQUEUE, [{"pk": pk, "user": u, "now": now} for u in users])
+    ENQUEUE.run(conn, [{"user": u} for u in users], pk=pk, now=now)
