@@ -57,6 +57,20 @@ def write_report(out: str, kind: str, db: str, report: dict[str, Any]) -> Path:
     return path
 
 
+def save(out: str, kind: str, title: str, db: str, figures: dict[str, Any], **extra: Any) -> Path:
+    """Write a script's report: its figures with the exact command line that produced them."""
+    module = sys.modules["__main__"].__spec__
+    report = {
+        "benchmark": title,
+        "command": f"python -m {module.name if module else kind} " + shlex.join(sys.argv[1:]),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "db": db,
+        **extra,
+        "figures": figures,
+    }
+    return write_report(out, kind, db, report)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]

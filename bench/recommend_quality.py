@@ -15,11 +15,8 @@ events (popularity only), without the user's own training actions, and takes 10.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -29,7 +26,7 @@ from typing import Any
 import httpx
 
 from bench import recsys_data
-from bench.common import RESULTS, drop_database, fresh_database, serve, write_report
+from bench.common import RESULTS, drop_database, fresh_database, save, serve
 from labelhub.core import keys
 
 QUICK = recsys_data.Shape(users=300, assets=300, groups=10, popular=15)
@@ -125,14 +122,8 @@ def main() -> None:
         **timing,
     }
     print(json.dumps(figures))
-    report = {
-        "benchmark": "Recommendation quality: hit-rate@10, labelhub vs popularity",
-        "command": "python -m bench.recommend_quality " + shlex.join(sys.argv[1:]),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "db": args.db,
-        "figures": figures,
-    }
-    write_report(args.out, "recommend-quality", args.db, report)
+    title = "Recommendation quality: hit-rate@10, labelhub vs popularity"
+    save(args.out, "recommend-quality", title, args.db, figures)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import datetime as dt
 import json
 import os
 import random
-import shlex
 import statistics
 import subprocess
 import sys
@@ -46,8 +45,8 @@ from bench.common import (
     drop_database,
     fresh_database,
     percentile,
+    save,
     serve,
-    write_report,
 )
 from labelhub.core import keys
 
@@ -267,15 +266,8 @@ def main() -> None:
         args.users, args.assets, args.processed_batches, args.requests = 2_000, 500, 2, 160
     figures = measure(args)
     print(json.dumps(figures))
-    report = {
-        "benchmark": "Events and recommendations at scale",
-        "command": "python -m bench.recommend_speed " + shlex.join(sys.argv[1:]),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "db": args.db,
-        "runs": args.runs,
-        "figures": figures,
-    }
-    write_report(args.out, "recommend-speed", args.db, report)
+    title = "Events and recommendations at scale"
+    save(args.out, "recommend-speed", title, args.db, figures, runs=args.runs)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -186,6 +187,20 @@ async def client(settings: Settings, database: dbmod.Database) -> AsyncIterator[
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://labelhub.test") as http:
         yield http
+
+
+def property_profile(examples: int) -> Any:
+    """Hypothesis settings of the property tests: reproducible (derandomized, no example
+    database), no deadline (they talk HTTP to a real database), function-scoped fixtures allowed."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
 
 
 def table_rows(database: dbmod.Database, sql: str) -> list[tuple[object, ...]]:

@@ -11,21 +11,16 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from labelhub.actionhub.schemas import FORBIDDEN
 from tests.actionhub_helpers import ActionHub
+from tests.conftest import property_profile
 from tests.test_har_core import Har, envelope_error
 from tests.test_har_core import har as har  # the fixture
 
-PROFILE = settings(
-    max_examples=60,
-    deadline=None,
-    database=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+PROFILE = property_profile(60)
 ANY_TEXT = st.text(st.characters(codec=None, min_codepoint=0), max_size=80) | st.text(
     st.sampled_from("a\x00\x1f\x7f\x9f\ud800\udfff\u00df\U0001f600 /%+"), max_size=70
 )

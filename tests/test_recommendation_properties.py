@@ -12,18 +12,13 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.actionhub_helpers import ActionHub
+from tests.conftest import property_profile
 
-PROFILE = settings(
-    max_examples=40,
-    deadline=None,
-    database=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+PROFILE = property_profile(40)
 USERS = ["u0", "u1", "u2", "u3"]
 ASSETS = [f"a{i}" for i in range(6)]
 LABELS = ["p", "q", "r"]

@@ -44,16 +44,14 @@ def _no_control_characters(value: str) -> str:
     return value
 
 
-LabelName = Annotated[
+# A name of 1-64 printable characters: labels, asset ids, user ids, event types.
+PrintableName = Annotated[
     str,
     Field(min_length=1, max_length=64, json_schema_extra=PRINTABLE),
     AfterValidator(_no_control_characters),
 ]
-AssetId = Annotated[
-    str,
-    Field(min_length=1, max_length=64, json_schema_extra=PRINTABLE),
-    AfterValidator(_no_control_characters),
-]
+LabelName = PrintableName
+AssetId = PrintableName
 AssetName = Annotated[
     str, Field(max_length=124, json_schema_extra=PRINTABLE), AfterValidator(_no_control_characters)
 ]
@@ -147,16 +145,8 @@ Timestamp = Annotated[
     AfterValidator(_in_utc),
     Field(description="ISO 8601 date-time; without an offset it is UTC. Kept to the millisecond."),
 ]
-UserId = Annotated[
-    str,
-    Field(min_length=1, max_length=64, json_schema_extra=PRINTABLE),
-    AfterValidator(_no_control_characters),
-]
-EventType = Annotated[
-    str,
-    Field(min_length=1, max_length=64, json_schema_extra=PRINTABLE),
-    AfterValidator(_no_control_characters),
-]
+UserId = PrintableName
+EventType = PrintableName
 
 
 class Event(BaseModel):
