@@ -364,6 +364,10 @@ def labels_import_file(
 # --- events ---------------------------------------------------------------------------------
 
 
+# Fold rounds between two refreshes of PostgreSQL's planner statistics during a bulk fold.
+ANALYZE_EVERY = 25
+
+
 @events_app.command("process")
 def events_process(
     program: Annotated[str, typer.Option("--program", help="The program-id.")],
@@ -390,9 +394,13 @@ def events_process(
         ) as progress:
             task = progress.add_task("folding events", total=pending)
             db.run_write(recommender.analyze)
+            rounds = 0
             while taken := db.run_write(recommender.fold_pending, pk, batch_size):
                 folded += taken
                 progress.update(task, completed=folded)
+                rounds += 1
+                if rounds % ANALYZE_EVERY == 0:  # the tables grow fast: keep plans index-backed
+                    db.run_write(recommender.analyze)
             db.run_write(recommender.analyze)
             total = db.run_read(recommender.user_count, pk)
             task = progress.add_task("computing recommendations", total=total)
