@@ -21,6 +21,7 @@ import os
 import queue
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ MIGRATION_LOCK_ID = 0x6C6162656C687562
 WRITE_LOCK_ID = MIGRATION_LOCK_ID + 1
 # Attempts at a batch that PostgreSQL aborted for a deadlock or a serialization failure.
 TRANSIENT_RETRIES = 5
+# Most deadlines a write waits for a writer that keeps making progress (a long batch, a backlog).
+PATIENCE = 12
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -182,6 +185,8 @@ class Writer:
         self.batches = 0
         self.jobs = 0
         self.retries = 0
+        # When the writer last completed a statement or a batch ("it is making progress").
+        self.last_progress = time.monotonic()
 
     def _ensure_started(self) -> None:
         if self._thread is None:
@@ -193,11 +198,14 @@ class Writer:
                     self._thread.start()
 
     async def submit(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        """Queue a write and wait for its commit, at most ``deadline`` seconds.
+        """Queue a write and wait for its commit.
 
-        Past the deadline, a write still queued is withdrawn (503, nothing written). A write in
-        a batch that is still running means the database stopped answering mid-transaction (a
-        hung server, a cut network): the writer's connection is cut so the batch fails at once
+        The writer must show progress (complete a statement or a batch) at least once every
+        ``deadline`` seconds: a long batch (a ``POST /events`` refreshing 1,000 users' pools) or
+        a backlog ahead of the write may take longer than that, and is waited for, up to
+        ``PATIENCE`` deadlines. When the writer shows no progress for a whole deadline, the
+        database stopped answering: a write still queued is withdrawn (503, nothing written); a
+        write in the running batch has the writer's connection cut, so the batch fails at once
         with an outage (503) instead of waiting for TCP to give up.
         """
         loop = asyncio.get_running_loop()
@@ -205,10 +213,16 @@ class Writer:
         job = _Job(fn, args, loop, future)
         self._ensure_started()
         self._queue.put(job)
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), self._deadline)
-        except TimeoutError:
-            pass
+        wait, waited = self._deadline, 0.0
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), wait)
+            except TimeoutError:
+                waited += wait
+            # Cut as soon as the writer has been silent for a whole deadline; not later.
+            wait = self._deadline - (time.monotonic() - self.last_progress)
+            if wait <= 0 or waited >= PATIENCE * self._deadline:
+                break
         with self._states:
             if job.state == "queued":
                 job.state = "abandoned"
@@ -283,7 +297,11 @@ class Writer:
                 with contextlib.suppress(Exception):
                     self._conn.close()
             self._conn = self._db.engine.connect().execution_options(labelhub_write=True)
+            event.listen(self._conn, "after_cursor_execute", self._progressed)
         return self._conn
+
+    def _progressed(self, *_: Any) -> None:
+        self.last_progress = time.monotonic()
 
     def _execute(self, batch: list[_Job]) -> None:
         try:
@@ -297,6 +315,7 @@ class Writer:
                     self._conn.invalidate()
         self.batches += 1
         self.jobs += len(batch)
+        self.last_progress = time.monotonic()
         for job in batch:
             if job.future is not None and job.loop is not None:
                 ok, value = job.outcome
