@@ -311,13 +311,25 @@ async def test_label_weights_steer_growth_at_once(ah: ActionHub) -> None:
 async def test_stale_pools_are_queued_when_read(ah: ActionHub, database: dbmod.Database) -> None:
     await post_events(ah, sequences())
     assert count(database, "ah_user_queue") == 0
+
+    async def read_queues_a_refresh() -> bool:
+        await actions(ah, "u0")
+        for _ in range(100):  # the enqueue is a background write
+            if count(database, "ah_user_queue"):
+                break
+            await database.write(lambda conn: None)
+        queued = table_rows(database, "SELECT user_id FROM ah_user_queue") == [("u0",)]
+        await ah.http.put("/users/u0/rebase", headers=ah.headers())  # fresh again, dequeued
+        return queued
+
     await ah.put_labels([{"label": "promo", "weight": 1}])
-    await actions(ah, "u0")
-    for _ in range(100):  # the enqueue is a background write
-        if count(database, "ah_user_queue"):
-            break
-        await database.write(lambda conn: None)
-    assert table_rows(database, "SELECT user_id FROM ah_user_queue") == [("u0",)]
+    assert await read_queues_a_refresh()
+    # A second change right after the first (covered by the first's mark, which is dated ahead)
+    # still makes the pool rebuilt before it stale.
+    await ah.put_labels([{"label": "promo", "weight": 2}])
+    assert await read_queues_a_refresh()
+    await ah.post_assets([{"asset_id": "a3", "labels": ["promo"]}])
+    assert await read_queues_a_refresh()
 
 
 # --- processing modes, rebase, the queue ----------------------------------------------------

@@ -649,7 +649,8 @@ def recommend(
         )
         if len(chosen) == limit:
             break
-    stale = state.pool_at is not None and state.pool_at < state.catalogue_changed_at
+    # <=: a pool computed in the same millisecond as the mark may predate the change.
+    stale = state.pool_at is not None and state.pool_at <= state.catalogue_changed_at
     return Recommendations(chosen, stale)
 
 

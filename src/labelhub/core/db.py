@@ -36,7 +36,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from labelhub.core import keys
 from labelhub.core.config import Settings, database_dialect
 from labelhub.core.errors import LabelhubError, Unavailable
-from labelhub.core.memo import forget
+from labelhub.core.memo import committed, forget
 
 log = logging.getLogger("labelhub.db")
 
@@ -345,6 +345,7 @@ class Writer:
         runs again with a savepoint around each job, so the failure stays its own.
         """
         conn = self._connection()
+        clean = True
         with conn.begin() as transaction:
             forget(conn)
             for job in batch:
@@ -355,9 +356,11 @@ class Writer:
                         raise
                     job.outcome = (False, error)
                     transaction.rollback()
+                    clean = False
                     break
-            else:
-                return  # committed on leaving the block
+        if clean:  # committed on leaving the block
+            committed(conn)
+            return
         if len(batch) == 1:
             return  # a lone job refused: rolled back, and that is its answer
         with conn.begin():
@@ -375,6 +378,7 @@ class Writer:
                 else:
                     savepoint.commit()
                     job.outcome = (True, value)
+        committed(conn)
 
 
 def _is_fatal(error: BaseException) -> bool:
@@ -415,6 +419,7 @@ class Database:
                 with conn.begin():
                     forget(conn)
                     yield conn
+                committed(conn)
         except DBAPIError as error:
             translated = _translate(error)
             if translated is error:

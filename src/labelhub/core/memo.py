@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection
@@ -21,3 +22,18 @@ def memo(conn: Connection) -> dict[Any, Any]:
 
 def forget(conn: Connection) -> None:
     conn.info[MEMO] = {}
+
+
+AFTER_COMMIT = "after commit"
+
+
+def after_commit(conn: Connection, fn: Callable[[], None]) -> None:
+    """Run ``fn`` once the current transaction has committed (dropped if it rolls back, or if
+    ``forget`` empties the memo first: what it publishes must be safe to lose)."""
+    memo(conn).setdefault(AFTER_COMMIT, []).append(fn)
+
+
+def committed(conn: Connection) -> None:
+    """Called by whoever committed the transaction: runs what ``after_commit`` registered."""
+    for fn in memo(conn).pop(AFTER_COMMIT, []):
+        fn()
