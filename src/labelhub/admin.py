@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -16,6 +16,7 @@ from labelhub.core import keys
 from labelhub.core.access import X_API_KEY
 from labelhub.core.db import Database
 from labelhub.core.errors import Forbidden, Invalid, Unauthenticated
+from labelhub.core.models import to_datetime
 
 ProgramId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
 
@@ -92,7 +93,7 @@ class NewKeyOut(BaseModel):
 
 
 def as_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return to_datetime(ms)
 
 
 def as_optional_datetime(ms: int | None) -> datetime | None:

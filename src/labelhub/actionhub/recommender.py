@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import JSON, Connection, bindparam, text
 
 from labelhub.core.keys import now_ms
+from labelhub.core.models import json_list
 
 # The user's strongest actions considered per update and per recomputation.
 HISTORY = 50
@@ -90,28 +91,28 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start : start + CHUNK]
 
 
-def _json_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return json.loads(value) if isinstance(value, str) else list(value)
-
-
 @dataclass(frozen=True)
 class Bulk:
     """One statement over many rows: ``executemany`` on SQLite (cheap there); on PostgreSQL one
     statement over ``unnest``ed arrays, since psycopg's ``executemany`` still runs a statement per
     row (531,000 of them to fold 5,000 users). ``arrays``: the per-row parameters, as
-    (name, PostgreSQL array type); ``:pk`` and other shared parameters are passed as keywords."""
+    (name, PostgreSQL array type); ``:pk`` and other shared parameters are passed as keywords.
+    ``json_params``: per-row values stored as JSON (bound as JSON on SQLite; on PostgreSQL sent
+    as JSON text in a ``text[]`` for the statement to cast)."""
 
     sqlite: Any
     postgresql: Any
     arrays: tuple[tuple[str, str], ...]
+    json_params: tuple[str, ...] = ()
 
     def run(self, conn: Connection, rows: Sequence[dict[str, Any]], **shared: Any) -> None:
         if not rows:
             return
         if conn.dialect.name == "postgresql":
-            params = {name: [row[name] for row in rows] for name, _ in self.arrays}
+            params = {
+                name: [json.dumps(r[name]) if name in self.json_params else r[name] for r in rows]
+                for name, _ in self.arrays
+            }
             conn.execute(self.postgresql, {**params, **shared})
         else:
             conn.execute(self.sqlite, [{**row, **shared} for row in rows])
@@ -131,7 +132,7 @@ def bulk(
         sqlite_statement = sqlite_statement.bindparams(
             *(bindparam(name, type_=JSON) for name in json_params)
         )
-    return Bulk(sqlite_statement, text(postgresql.replace("{rows}", unnest)), arrays)
+    return Bulk(sqlite_statement, text(postgresql.replace("{rows}", unnest)), arrays, json_params)
 
 
 ACTIONS_BY_ID = text(
@@ -156,11 +157,11 @@ def actions_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, ActionRow]:
     return found
 
 
-PROGRAM_MODEL = text("SELECT half_life_ms, catalogue_changed_at FROM programs WHERE id = :pk")
+HALF_LIFE = text("SELECT half_life_ms FROM programs WHERE id = :pk")
 
 
 def half_life(conn: Connection, pk: int) -> int:
-    return int(conn.execute(PROGRAM_MODEL, {"pk": pk}).one().half_life_ms)
+    return int(conn.execute(HALF_LIFE, {"pk": pk}).scalar_one())
 
 
 ASSET_LABELS = text(
@@ -189,7 +190,7 @@ def catalogue(conn: Connection, pk: int, asset_ids: Iterable[str]) -> Catalogue:
     for chunk in _chunks(sorted(set(asset_ids))):
         for r in conn.execute(ASSET_LABELS, {"pk": pk, "ids": list(chunk)}):
             names[r.asset_id] = r.asset_name
-            labels[r.asset_id] = _json_list(r.labels)
+            labels[r.asset_id] = json_list(r.labels)
     distinct = sorted({label for asset_labels in labels.values() for label in asset_labels})
     weights: dict[str, float] = {}
     for chunk in _chunks(distinct):
@@ -341,6 +342,15 @@ def _actions(
         )
         found.update(find(missing))
     return found, {found[pair].id: total for pair, total in totals.items()}
+
+
+def _load(
+    conn: Connection, pk: int, users: Iterable[str]
+) -> tuple[int, dict[str, Any], dict[str, Taken]]:
+    """What processing the users starts from: the program's half-life, the users' rows (those
+    that exist) and every action each has taken."""
+    states = {r.user_id: r for r in _users_rows(conn, USERS_IN, pk, users)}
+    return half_life(conn, pk), states, _histories(conn, pk, states)
 
 
 def user_events(conn: Connection, pk: int, user: str) -> int | None:
@@ -565,17 +575,13 @@ def refresh_pools(
         keep = set(order[:POOL]) | set(untaken[:POOL])
         pool = [[b, mine[b]] for b in order if b in keep]
         pools.append({"user": user, "pool": pool})
-    if conn.dialect.name == "postgresql":  # the array is of JSON text
-        pools = [{"user": p["user"], "pool": json.dumps(p["pool"])} for p in pools]
     STORE_POOL.run(conn, pools, pk=pk, now=now)
 
 
 def process(conn: Connection, pk: int, users: Sequence[str]) -> list[str]:
     """Fold the users' pending events, recompute their pools, take them off the queue.
     Returns the users that exist (the others are ignored)."""
-    h = half_life(conn, pk)
-    states = {r.user_id: r for r in _users_rows(conn, USERS_IN, pk, users)}
-    histories = _histories(conn, pk, states)
+    h, states, histories = _load(conn, pk, users)
     refs = fold(conn, pk, h, states, histories)
     refresh_pools(conn, pk, h, refs, histories)
     DEQUEUE.run(conn, [{"user": user} for user in users], pk=pk)
@@ -618,7 +624,7 @@ def recommend(
         by_user, stats = candidates(conn, pk, h, {user: state.ref_ts}, {})
         scores = by_user[user]
     else:
-        scores = {int(b): float(s) for b, s in _json_list(state.pool)}
+        scores = {int(b): float(s) for b, s in json_list(state.pool)}
         stats = actions_by_id(conn, scores)
         scores = {b: s for b, s in scores.items() if b in stats}
     cat = catalogue(conn, pk, {stats[b].asset_id for b in scores})
@@ -701,8 +707,7 @@ def fold_pending(conn: Connection, pk: int, limit: int) -> int:
     for ``refresh_after``); returns how many users."""
     users = list(conn.execute(PENDING_USERS, {"pk": pk, "n": limit}).scalars())
     if users:
-        states = {r.user_id: r for r in _users_rows(conn, USERS_IN, pk, users)}
-        fold(conn, pk, half_life(conn, pk), states, _histories(conn, pk, states))
+        fold(conn, pk, *_load(conn, pk, users))
     return len(users)
 
 
@@ -724,6 +729,7 @@ def refresh_after(
     users = list(conn.execute(USERS_AFTER, {"pk": pk, "after": after, "n": limit}).scalars())
     if not users:
         return None
-    refs = {r.user_id: r.ref_ts for r in _users_rows(conn, USERS_IN, pk, users)}
-    refresh_pools(conn, pk, half_life(conn, pk), refs, _histories(conn, pk, users), shared)
+    h, states, histories = _load(conn, pk, users)
+    refs = {user: state.ref_ts for user, state in states.items()}
+    refresh_pools(conn, pk, h, refs, histories, shared)
     return str(users[-1])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -10,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from labelhub.actionhub import schemas, store
 from labelhub.actionhub.deps import ProgramRead, ProgramWrite
 from labelhub.core import etag
+from labelhub.core.models import to_datetime, to_epoch_ms
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {
@@ -27,7 +27,6 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter(tags=["ActionHub"], responses=ERRORS)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Search = Annotated[
     str | None,
@@ -43,11 +42,12 @@ AssetIdPath = Annotated[
 ]
 
 
-def _counted(upserted: store.Upserted, noun: str) -> str:
-    def n(count: int) -> str:
-        return f"{count} {noun}{'' if count == 1 else 's'}"
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
-    return f"{n(upserted.created)} created, {n(upserted.updated)} updated"
+
+def _counted(upserted: store.Upserted, noun: str) -> str:
+    return f"{_plural(upserted.created, noun)} created, {_plural(upserted.updated, noun)} updated"
 
 
 @router.put("/labels", summary="Upsert the program's labels")
@@ -140,18 +140,6 @@ UserPath = Annotated[
 ]
 
 
-def _epoch_ms(value: datetime) -> int:
-    return (value - EPOCH) // timedelta(milliseconds=1)
-
-
-def _utc(ms: int) -> datetime:
-    return EPOCH + timedelta(milliseconds=ms)
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 @router.post("/events", summary="Record user events")
 async def post_events(
     request: Request,
@@ -171,7 +159,7 @@ async def post_events(
     count from the user's next processing (a later ``POST /events`` that processes, or a rebase)."""
     events = [
         store.EventIn(
-            e.user_id, _epoch_ms(e.event_timestamp), e.event_type, e.asset_id, list(e.labels)
+            e.user_id, to_epoch_ms(e.event_timestamp), e.event_type, e.asset_id, list(e.labels)
         )
         for e in body.events
     ]
@@ -208,7 +196,7 @@ async def get_user_events(
     return schemas.History(
         history=[
             schemas.HistoryItem(
-                timestamp=_utc(r.event_ts),
+                timestamp=to_datetime(r.event_ts),
                 event_type=r.event_type,
                 asset_id=r.asset_id,
                 asset_name=r.asset_name,

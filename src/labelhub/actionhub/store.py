@@ -16,6 +16,7 @@ import functools
 import json
 import re
 import weakref
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,7 @@ from labelhub.actionhub.schemas import FORBIDDEN
 from labelhub.core.errors import Conflict, NotFound
 from labelhub.core.keys import now_ms
 from labelhub.core.memo import after_commit, forget, memo
-from labelhub.core.models import HALF_LIFE_MS, Asset, Program, ProgramLabel
+from labelhub.core.models import HALF_LIFE_MS, Asset, Program, ProgramLabel, json_list
 from labelhub.core.pagination import offset_of
 
 # Rows per multi-row statement: 1,000 assets of 6 columns stay far below both dialects'
@@ -458,12 +459,7 @@ def list_assets(
         size,
         "search_text",
     )
-    return [AssetRow(r.asset_id, r.asset_name, _json_list(r.labels)) for r in rows], total
-
-
-def _json_list(value: Any) -> list[str]:
-    """A JSON column read through ``text()``: a string on SQLite, already a list on PostgreSQL."""
-    return json.loads(value) if isinstance(value, str) else list(value)
+    return [AssetRow(r.asset_id, r.asset_name, json_list(r.labels)) for r in rows], total
 
 
 def get_asset(conn: Connection, pk: int, asset_id: str) -> AssetRow:
@@ -560,15 +556,12 @@ def record_events(
                 for e, label_text in zip(events, labels, strict=True)
             ],
         )
-    counts: dict[str, int] = {}
-    for e in events:
-        counts[e.user_id] = counts.get(e.user_id, 0) + 1
+    counts = Counter(e.user_id for e in events)
     users = sorted(counts)
     COUNT_USER_EVENTS.run(conn, [{"user": u, "n": counts[u]} for u in users], pk=pk)
     processed = queued = 0
     if process and queue:
-        now = now_ms()
-        ENQUEUE.run(conn, [{"user": u} for u in users], pk=pk, now=now)
+        enqueue_users(conn, pk, users)
         queued = len(users)
     elif process:
         processed = len(recommender.process(conn, pk, users))
@@ -609,7 +602,7 @@ def user_history(conn: Connection, pk: int, user: str, limit: int) -> list[Histo
             r.event_type,
             r.asset_id,
             cat.names.get(r.asset_id),
-            _json_list(r.labels),
+            json_list(r.labels),
             cat.labels.get(r.asset_id, []),
         )
         for r in rows
@@ -618,9 +611,11 @@ def user_history(conn: Connection, pk: int, user: str, limit: int) -> list[Histo
 
 def rebase_user(conn: Connection, pk: int, user: str) -> int:
     """Fold the user's pending events and recompute the pool now; returns the user's events."""
-    require_user(conn, pk, user)
+    events = recommender.user_events(conn, pk, user)
+    if events is None:
+        raise NotFound("User not found")
     recommender.process(conn, pk, [user])
-    return recommender.user_events(conn, pk, user) or 0
+    return events
 
 
 def recommend(
@@ -634,5 +629,5 @@ def recommend(
 
 
 def enqueue_users(conn: Connection, pk: int, users: Sequence[str]) -> None:
-    now = now_ms()
-    ENQUEUE.run(conn, [{"user": u} for u in users], pk=pk, now=now)
+    """Put users on the durable queue of the background worker (kept if already there)."""
+    ENQUEUE.run(conn, [{"user": u} for u in users], pk=pk, now=now_ms())

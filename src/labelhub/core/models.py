@@ -12,6 +12,10 @@ PostgreSQL's "C" collation): for UTF-8 that is code-point order, the order of Py
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Double,
@@ -33,6 +37,27 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_datetime(ms: int) -> datetime:
+    """An epoch-milliseconds timestamp as an aware UTC datetime (exact, no float rounding)."""
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def to_epoch_ms(value: datetime) -> int:
+    """An aware datetime as epoch milliseconds (sub-millisecond parts are dropped)."""
+    return (value - EPOCH) // timedelta(milliseconds=1)
+
+
+def json_list(value: Any) -> list[Any]:
+    """A JSON array column read through ``text()``: a string on SQLite, already a list on
+    PostgreSQL; NULL reads as an empty list."""
+    if value is None:
+        return []
+    return json.loads(value) if isinstance(value, str) else list(value)
 
 
 # 30 days: the default half-life of a program's events in recommendations.
