@@ -65,6 +65,54 @@ async def test_concurrent_writes_are_batched_yet_independent(
     assert database.writer.jobs >= 300 and database.writer.batches < database.writer.jobs
 
 
+def _create_programs(conn: Connection, program_ids: list[str]) -> list[tuple[bool, object]]:
+    """A shared writer function: one insert for all; "refuse-*" items are refused alone, and a
+    "crash-*" item makes the whole call fail (the writer must then run the jobs one by one)."""
+    if any(p.startswith("crash-") for p in program_ids):
+        raise ZeroDivisionError("a bug")
+    outcomes: list[tuple[bool, object]] = []
+    kept = []
+    for program_id in program_ids:
+        if program_id.startswith("refuse-"):
+            outcomes.append((False, Invalid(f"refused {program_id}")))
+        else:
+            kept.append(program_id)
+            outcomes.append((True, len(program_ids)))
+    if kept:
+        conn.execute(
+            insert(Program),
+            [{"program_id": p, "name": "x", "created_at": now_ms()} for p in kept],
+        )
+    return outcomes
+
+
+async def test_shared_jobs_run_as_one_call_and_fail_alone(
+    database: dbmod.Database, db_url: str
+) -> None:
+    async def round_of(names: list[str]) -> dict[str, object]:
+        results = await asyncio.gather(
+            *(database.write_shared(_create_programs, n) for n in names), return_exceptions=True
+        )
+        return dict(zip(names, results, strict=True))
+
+    # Neighbouring jobs are answered by shared calls (a call's answer here is its item count);
+    # an item the call refuses fails alone and writes nothing.
+    first = await round_of([f"refuse-{i}" if i % 10 == 3 else f"p-{i}" for i in range(100)])
+    assert max(r for r in first.values() if isinstance(r, int)) > 1
+    assert {n for n, r in first.items() if isinstance(r, Invalid)} == {
+        f"refuse-{i}" for i in range(100) if i % 10 == 3
+    }
+    # A call that raises is replaced by one call per job, each in its own savepoint.
+    second = await round_of([f"crash-{i}" if i % 10 == 7 else f"q-{i}" for i in range(100)])
+    assert {n for n, r in second.items() if isinstance(r, ZeroDivisionError)} == {
+        f"crash-{i}" for i in range(100) if i % 10 == 7
+    }
+    assert all(isinstance(r, int) for n, r in second.items() if n.startswith("q-"))
+    assert _program_ids(db_url) == {f"p-{i}" for i in range(100) if i % 10 != 3} | {
+        f"q-{i}" for i in range(100) if i % 10 != 7
+    }
+
+
 async def test_a_lone_failing_write_leaves_nothing(database: dbmod.Database, db_url: str) -> None:
     with pytest.raises(Invalid):
         await database.write(_insert_then_fail, "lonely")

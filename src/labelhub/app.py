@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from labelhub import __version__, admin, ops
 from labelhub.actionhub import routes as actionhub_routes
 from labelhub.actionhub.worker import QueueWorker
+from labelhub.core import fast
 from labelhub.core.config import Settings
 from labelhub.core.db import Database
 from labelhub.core.errors import LabelhubError, status_of
@@ -182,6 +183,10 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(har_routes.router)
 
     # Added innermost first: the log sees every request, including refused bodies.
+    if settings.fast_routes:
+        app.add_middleware(
+            fast.FastRoutes, routes=actionhub_routes.FAST_ROUTES, render=render_labelhub_error
+        )
     app.add_middleware(har_paths.CanonicalPaths, render=render_labelhub_error)
     app.add_middleware(ops.BodyLimit, limit=settings.max_body_bytes, render=render_labelhub_error)
     app.add_middleware(ops.RequestLog, metrics=app.state.metrics)

@@ -8,8 +8,8 @@ exists), then 404 when a key that may see the program finds no such program.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyHeader
@@ -19,6 +19,7 @@ from labelhub.actionhub import store
 from labelhub.core.access import Guard
 from labelhub.core.db import Database
 from labelhub.core.errors import Forbidden, Invalid, NotFound
+from labelhub.core.fast import FastRequest
 
 SUPPORTED_API_VERSION = "1.0"
 BAD_KEY = "Could not validate API KEY"
@@ -50,6 +51,10 @@ class ProgramAccess(Guard[int]):
             raise NotFound("Program not found")
         return pk
 
+    @classmethod
+    def prepare(cls, conn: Connection, guards: Sequence[Guard[Any]]) -> None:
+        store.program_pks(conn, {g.program_id for g in guards if isinstance(g, ProgramAccess)})
+
 
 def _check_api_version(api_version: str | None) -> None:
     if api_version is not None and api_version != SUPPORTED_API_VERSION:
@@ -79,3 +84,20 @@ def _program_access(*, write: bool) -> Callable[..., Awaitable[ProgramAccess]]:
 
 ProgramRead = Annotated[ProgramAccess, Depends(_program_access(write=False))]
 ProgramWrite = Annotated[ProgramAccess, Depends(_program_access(write=True))]
+
+
+# The fast route (labelhub.core.fast) reads the same headers, and takes a request only when
+# they are ordinary: the key and the program present, the program id of a valid length, the
+# api-version absent or supported. Anything else is left to the dependencies above.
+FAST_HEADERS = frozenset({b"actionhub-key", b"program-id", b"api-version"})
+FAST_REQUIRED = frozenset({b"actionhub-key", b"program-id"})
+
+
+def fast_program_access(request: FastRequest, *, write: bool) -> ProgramAccess | None:
+    headers = request.headers
+    program_id = headers[b"program-id"]
+    api_version = headers.get(b"api-version")
+    if not 1 <= len(program_id) <= 64 or api_version not in (None, SUPPORTED_API_VERSION):
+        return None
+    secret = headers[b"actionhub-key"] or None
+    return ProgramAccess(request.scope["app"].state.db, secret, program_id, write=write)

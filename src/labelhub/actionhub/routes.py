@@ -7,8 +7,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from labelhub.actionhub import schemas, store
-from labelhub.actionhub.deps import ProgramRead, ProgramWrite
-from labelhub.core import etag
+from labelhub.actionhub.deps import (
+    FAST_HEADERS,
+    FAST_REQUIRED,
+    ProgramAccess,
+    ProgramRead,
+    ProgramWrite,
+    fast_program_access,
+)
+from labelhub.core import etag, fast
 from labelhub.core.models import to_datetime, to_epoch_ms
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -50,14 +57,39 @@ def _counted(upserted: store.Upserted, noun: str) -> str:
     return f"{_plural(upserted.created, noun)} created, {_plural(upserted.updated, noun)} updated"
 
 
+async def _put_labels(body: schemas.LabelList, access: ProgramAccess) -> str:
+    # Shared with the neighbouring PUT /labels of the write batch: a few statements for all.
+    upserted = await access.write_shared(
+        store.upsert_label_sets, [(item.label, item.weight) for item in body.labels]
+    )
+    return _counted(upserted, "label")
+
+
 @router.put("/labels", summary="Upsert the program's labels")
 async def put_labels(body: schemas.LabelList, access: ProgramWrite) -> schemas.SuccessMessage:
     """Adds labels the program lacks and re-weights those it has; labels not named stay as
     they are. Items apply in order (a repeated label's last weight wins), in one transaction."""
-    upserted = await access.write(
-        store.upsert_labels, [(item.label, item.weight) for item in body.labels]
-    )
-    return schemas.SuccessMessage(result=_counted(upserted, "label"))
+    return schemas.SuccessMessage(result=await _put_labels(body, access))
+
+
+async def _fast_put_labels(request: fast.FastRequest) -> tuple[int, Any] | None:
+    access = fast_program_access(request, write=True)
+    if access is None:
+        return None
+    return 200, {"result": await _put_labels(request.body, access)}
+
+
+FAST_ROUTES = [
+    fast.FastRoute(
+        "PUT",
+        fast.exact("/labels"),
+        FAST_HEADERS,
+        FAST_REQUIRED,
+        schemas.LabelList,
+        _fast_put_labels,
+        fast.route_of(router, "PUT", "/labels"),
+    ),
+]
 
 
 @router.get(

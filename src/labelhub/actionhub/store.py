@@ -107,6 +107,24 @@ def program_pk(conn: Connection, program_id: str) -> int | None:
     return found
 
 
+PROGRAM_PKS = select(Program.program_id, Program.id).where(
+    Program.program_id.in_(bindparam("program_ids", expanding=True))
+)
+
+
+def program_pks(conn: Connection, program_ids: Iterable[str]) -> None:
+    """Look several programs up at once, for ``program_pk`` to find (None: no such program)."""
+    cache = memo(conn)
+    wanted = [p for p in program_ids if ("program", p) not in cache]
+    if not wanted:
+        return
+    found = {
+        program_id: pk for program_id, pk in conn.execute(PROGRAM_PKS, {"program_ids": wanted})
+    }
+    for program_id in wanted:
+        cache["program", program_id] = found.get(program_id)
+
+
 ADD_TO_COUNTS = text(
     "UPDATE programs SET label_count = label_count + :labels, "
     "asset_count = asset_count + :assets, catalogue_changed_at = CASE "
@@ -240,58 +258,100 @@ class Upserted:
     updated: int
 
 
+# A write batch's labels: on SQLite, which already exist (a JSON array of names per program,
+# driven through the primary key), then executemany of the inserts and of the re-weights, fed as
+# plain tuples (no statement text or JSON per row). On PostgreSQL one upsert over unnested
+# arrays; RETURNING says which rows were new.
+EXISTING_LABELS_SQLITE = (
+    "SELECT l.label FROM json_each(?) AS j CROSS JOIN program_labels AS l "
+    "ON l.program_pk = ? AND l.label = j.value"
+)
+INSERT_LABEL_SQLITE = (
+    "INSERT INTO program_labels (program_pk, label, label_folded, weight, updated_at) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+REWEIGHT_LABEL_SQLITE = (
+    "UPDATE program_labels SET weight = ?, updated_at = ? WHERE program_pk = ? AND label = ?"
+)
+UPSERT_LABELS_POSTGRESQL = text(
+    "INSERT INTO program_labels (program_pk, label, label_folded, weight, updated_at) "
+    "SELECT p, l, f, w, :now FROM unnest(CAST(:pks AS integer[]), CAST(:labels AS text[]), "
+    "CAST(:folded AS text[]), CAST(:weights AS float8[])) AS i(p, l, f, w) "
+    "ON CONFLICT (program_pk, label) DO UPDATE "
+    "SET weight = excluded.weight, updated_at = excluded.updated_at "
+    "RETURNING program_pk, label, (xmax = 0) AS inserted"
+)
+
+
 def upsert_labels(conn: Connection, pk: int, items: Iterable[tuple[str, float]]) -> Upserted:
     """Add or re-weight labels; items apply in order, so a repeated label's last weight wins."""
-    latest = dict(items)
-    if not latest:
-        return Upserted(0, 0)
+    return upsert_label_sets(conn, [(pk, items)])[0]
+
+
+def upsert_label_sets(
+    conn: Connection, sets: Sequence[tuple[int, Iterable[tuple[str, float]]]]
+) -> list[Upserted]:
+    """``upsert_labels`` for several requests at once (a write batch), in their order.
+
+    The result is what running them one after another would give: one statement writes every
+    label's last weight, and each request's created/updated counts are worked out from the labels
+    that existed before the batch plus those the requests ahead of it created.
+    """
+    latest = [(pk, dict(items)) for pk, items in sets]
+    merged: dict[tuple[int, str], float] = {}
+    for pk, labels in latest:
+        for label, weight in labels.items():
+            merged[pk, label] = weight
+    if not merged:
+        return [Upserted(0, 0) for _ in latest]
     now = now_ms()
     if conn.dialect.name == "postgresql":
-        created = conn.execute(
-            text(
-                "WITH up AS (INSERT INTO program_labels "
-                "(program_pk, label, label_folded, weight, updated_at) "
-                "SELECT :pk, l, f, w, :now FROM unnest(CAST(:labels AS text[]), "
-                "CAST(:folded AS text[]), CAST(:weights AS float8[])) AS i(l, f, w) "
-                "ON CONFLICT (program_pk, label) DO UPDATE "
-                "SET weight = excluded.weight, updated_at = excluded.updated_at "
-                "RETURNING (xmax = 0) AS inserted) "
-                "SELECT count(*) FILTER (WHERE inserted) FROM up"
-            ),
+        returned = conn.execute(
+            UPSERT_LABELS_POSTGRESQL,
             {
-                "pk": pk,
                 "now": now,
-                "labels": list(latest),
-                "folded": [label.casefold() for label in latest],
-                "weights": list(latest.values()),
+                "pks": [pk for pk, _ in merged],
+                "labels": [label for _, label in merged],
+                "folded": [label.casefold() for _, label in merged],
+                "weights": list(merged.values()),
             },
-        ).scalar_one()
+        ).all()
+        existed = {(pk, label) for pk, label, inserted in returned if not inserted}
     else:
-        names = json.dumps(list(latest), ensure_ascii=False)
-        existing = conn.execute(
-            text(
-                "SELECT count(*) FROM program_labels WHERE program_pk = :pk "
-                "AND label IN (SELECT value FROM json_each(:names))"
-            ),
-            {"pk": pk, "names": names},
-        ).scalar_one()
-        created = len(latest) - existing
-        rows = json.dumps(
-            [[label, label.casefold(), weight] for label, weight in latest.items()],
-            ensure_ascii=False,
-        )
-        conn.execute(
-            text(
-                "INSERT INTO program_labels (program_pk, label, label_folded, weight, updated_at) "
-                "SELECT :pk, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
-                "json_extract(value, '$[2]'), :now FROM json_each(:rows) WHERE true "
-                "ON CONFLICT (program_pk, label) DO UPDATE "
-                "SET weight = excluded.weight, updated_at = excluded.updated_at"
-            ),
-            {"pk": pk, "now": now, "rows": rows},
-        )
-    _add_to_counts(conn, pk, labels=created)
-    return Upserted(created, len(latest) - created)
+        existed = set()
+        by_program: dict[int, list[str]] = {}
+        for pk, label in merged:
+            by_program.setdefault(pk, []).append(label)
+        for pk, names in by_program.items():
+            found = conn.exec_driver_sql(
+                EXISTING_LABELS_SQLITE, (json.dumps(names, ensure_ascii=False), pk)
+            )
+            existed.update((pk, label) for (label,) in found)
+        new = [
+            (pk, label, label.casefold(), weight, now)
+            for (pk, label), weight in merged.items()
+            if (pk, label) not in existed
+        ]
+        if new:
+            conn.exec_driver_sql(INSERT_LABEL_SQLITE, new)
+        if existed:
+            conn.exec_driver_sql(
+                REWEIGHT_LABEL_SQLITE,
+                [(merged[key], now, *key) for key in existed],
+            )
+    results: list[Upserted] = []
+    created_per_program: Counter[int] = Counter()
+    for pk, labels in latest:
+        created = 0
+        for label in labels:
+            if (pk, label) not in existed:
+                existed.add((pk, label))
+                created += 1
+        created_per_program[pk] += created
+        results.append(Upserted(created, len(labels) - created))
+    for pk in dict.fromkeys(pk for pk, labels in latest if labels):
+        _add_to_counts(conn, pk, labels=created_per_program[pk])
+    return results
 
 
 def list_labels(

@@ -9,7 +9,8 @@ revoked by another replica is refused on the very next request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from fastapi.security import APIKeyHeader
@@ -17,6 +18,7 @@ from sqlalchemy import Connection
 
 from labelhub.core import keys
 from labelhub.core.db import Database
+from labelhub.core.errors import LabelhubError
 
 # The key header of the HAR and administration APIs (ActionHub has its own, actionhub-key).
 X_API_KEY = APIKeyHeader(name="x-api-key", auto_error=False, scheme_name="x-api-key")
@@ -47,3 +49,41 @@ class Guard(Generic[C]):
 
     def _run(self, conn: Connection, fn: Callable[..., R], args: tuple[Any, ...]) -> R:
         return fn(conn, self.check(conn), *args)
+
+    async def write_shared(
+        self, fn: Callable[[Connection, list[tuple[C, Any]]], list[R]], item: Any
+    ) -> R:
+        """``fn(conn, [(context, item), ...])`` once for the neighbouring requests of a write
+        batch that use the same ``fn``, each checked first (a refused one is answered alone and
+        adds nothing); answers this request's result once committed."""
+        return await self.db.write_shared(_guarded(fn), (self, item))  # type: ignore[no-any-return]
+
+    @classmethod
+    def prepare(cls, conn: Connection, guards: Sequence[Guard[Any]]) -> None:
+        """Before checking several guards of one kind: read what they will look up, at once."""
+
+
+@functools.cache
+def _guarded(
+    fn: Callable[[Connection, list[tuple[Any, Any]]], list[Any]],
+) -> Callable[[Connection, list[tuple[Guard[Any], Any]]], list[tuple[bool, Any]]]:
+    """The shared writer function for ``fn``: checks each request's guard, then runs ``fn`` once
+    for those that passed."""
+
+    def run(conn: Connection, requests: list[tuple[Guard[Any], Any]]) -> list[tuple[bool, Any]]:
+        outcomes: list[tuple[bool, Any]] = [(False, None)] * len(requests)
+        for kind in {type(guard) for guard, _ in requests}:
+            kind.prepare(conn, [guard for guard, _ in requests if type(guard) is kind])
+        passed: list[tuple[int, Any, Any]] = []
+        for index, (guard, item) in enumerate(requests):
+            try:
+                passed.append((index, guard.check(conn), item))
+            except LabelhubError as error:
+                outcomes[index] = (False, error)
+        if passed:
+            results = fn(conn, [(context, item) for _, context, item in passed])
+            for (index, _, _), result in zip(passed, results, strict=True):
+                outcomes[index] = (True, result)
+        return outcomes
+
+    return run

@@ -154,20 +154,48 @@ def make_engine(settings: Settings) -> Engine:
 @dataclass(eq=False)
 class _Job:
     fn: Callable[..., Any]
-    args: tuple[Any, ...]
+    args: Any  # the arguments after ``conn``; for a shared job, the one item it adds to the list
     loop: asyncio.AbstractEventLoop | None
     future: asyncio.Future[Any] | None
+    shared: bool = False
     outcome: tuple[bool, Any] = field(default=(False, None))
     state: str = "queued"  # -> "running" -> done; or "abandoned" by a caller that gave up
+    timer: asyncio.TimerHandle | None = None
 
 
-def _deliver(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+def _deliver(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in answers:
+        if future.done():  # cancelled by its caller, or given up on as an outage
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+def _groups(batch: list[_Job]) -> Iterator[list[_Job]]:
+    """The batch in order, neighbouring shared jobs of the same function taken together."""
+    group: list[_Job] = []
+    for job in batch:
+        if group and not (job.shared and group[0].shared and job.fn is group[0].fn):
+            yield group
+            group = []
+        group.append(job)
+    if group:
+        yield group
+
+
+def _run_group(conn: Connection, group: list[_Job]) -> list[tuple[bool, Any]]:
+    """Run one job, or a group of shared jobs with one call: one outcome per job.
+
+    A shared function takes the list of its jobs' items and answers one ``(ok, value)`` per
+    item; a refusal it reports for one item (``ok`` false) must have written nothing for it.
+    """
+    first = group[0]
+    if not first.shared:
+        return [(True, first.fn(conn, *first.args))]
+    outcomes: list[tuple[bool, Any]] = first.fn(conn, [job.args for job in group])
+    return outcomes
 
 
 class Writer:
@@ -197,8 +225,13 @@ class Writer:
                     )
                     self._thread.start()
 
-    async def submit(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    async def submit(self, fn: Callable[..., T], args: Any, *, shared: bool = False) -> T:
         """Queue a write and wait for its commit.
+
+        ``shared``: ``fn(conn, items)`` takes the items of all neighbouring jobs of the batch
+        with the same ``fn`` at once (``args`` is this job's item) and answers one
+        ``(ok, value)`` each, so a batch of similar requests costs a few statements, not a few
+        per request (see ``_run_group``).
 
         The writer must show progress (complete a statement or a batch) at least once every
         ``deadline`` seconds: a long batch (a ``POST /events`` refreshing 1,000 users' pools) or
@@ -207,34 +240,48 @@ class Writer:
         database stopped answering: a write still queued is withdrawn (503, nothing written); a
         write in the running batch has the writer's connection cut, so the batch fails at once
         with an outage (503) instead of waiting for TCP to give up.
+
+        The watch is a timer on the event loop, not a task per write: cheap on the hot path.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        job = _Job(fn, args, loop, future)
+        job = _Job(fn, args, loop, future, shared)
         self._ensure_started()
         self._queue.put(job)
-        wait, waited = self._deadline, 0.0
-        while True:
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), wait)
-            except TimeoutError:
-                waited += wait
-            # Cut as soon as the writer has been silent for a whole deadline; not later.
-            wait = self._deadline - (time.monotonic() - self.last_progress)
-            if wait <= 0 or waited >= PATIENCE * self._deadline:
-                break
+        job.timer = loop.call_later(self._deadline, self._overdue, job, loop.time())
+        try:
+            return await future
+        finally:
+            job.timer.cancel()
+
+    def _overdue(self, job: _Job, started: float) -> None:
+        """A write's deadline passed: wait on while the writer progresses, else give up on it."""
+        future, loop = job.future, job.loop
+        assert future is not None and loop is not None
+        if future.done():
+            return
+        # Cut as soon as the writer has been silent for a whole deadline; not later.
+        wait = self._deadline - (time.monotonic() - self.last_progress)
+        if wait > 0 and loop.time() - started < PATIENCE * self._deadline:
+            job.timer = loop.call_later(wait, self._overdue, job, started)
+            return
         with self._states:
             if job.state == "queued":
                 job.state = "abandoned"
-                raise Unavailable(
-                    f"The database did not take the write within {self._deadline:g} s; "
-                    "nothing was written"
+                future.set_exception(
+                    Unavailable(
+                        f"The database did not take the write within {self._deadline:g} s; "
+                        "nothing was written"
+                    )
                 )
+                return
         self.cut_connection()
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), self._deadline)
-        except TimeoutError:
-            raise Unavailable("The database stopped answering during the write") from None
+        job.timer = loop.call_later(self._deadline, self._stopped, future)
+
+    @staticmethod
+    def _stopped(future: asyncio.Future[Any]) -> None:
+        if not future.done():
+            future.set_exception(Unavailable("The database stopped answering during the write"))
 
     def cut_connection(self) -> None:
         """Shut the socket of the writer's PostgreSQL connection under a blocked query."""
@@ -316,15 +363,18 @@ class Writer:
         self.batches += 1
         self.jobs += len(batch)
         self.last_progress = time.monotonic()
+        # One wake-up per event loop for the whole batch, not one per job.
+        answers: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for job in batch:
             if job.future is not None and job.loop is not None:
-                ok, value = job.outcome
-                if not ok and job.loop.is_closed():
-                    continue
-                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                    job.loop.call_soon_threadsafe(_deliver, job.future, ok, value)
+                answers.setdefault(job.loop, []).append((job.future, *job.outcome))
             elif not job.outcome[0]:
                 log.warning("background write failed: %s", job.outcome[1])
+        for loop, delivered in answers.items():
+            if loop.is_closed():
+                continue
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(_deliver, delivered)
 
     def _attempt_with_retries(self, batch: list[_Job]) -> None:
         for attempt in range(TRANSIENT_RETRIES):
@@ -340,24 +390,28 @@ class Writer:
     def _attempt(self, batch: list[_Job]) -> None:
         """Run the batch in one transaction; each job is isolated from the others' failures.
 
-        First optimistically, every job straight on the transaction (no savepoints: most
-        batches have no failure). If a job fails, the transaction is rolled back and the batch
-        runs again with a savepoint around each job, so the failure stays its own.
+        First optimistically, every job (or group of shared jobs) straight on the transaction
+        (no savepoints: most batches have no failure). If one raises, the transaction is rolled
+        back and the batch runs again job by job, a savepoint around each, so the failure stays
+        its own. A refusal a shared function reports for one item is its answer either way.
         """
         conn = self._connection()
         clean = True
         with conn.begin() as transaction:
             forget(conn)
-            for job in batch:
+            for group in _groups(batch):
                 try:
-                    job.outcome = (True, job.fn(conn, *job.args))
+                    outcomes = _run_group(conn, group)
                 except Exception as error:
                     if _is_fatal(error):
                         raise
-                    job.outcome = (False, error)
+                    if len(group) == 1:
+                        group[0].outcome = (False, error)
                     transaction.rollback()
                     clean = False
                     break
+                for job, outcome in zip(group, outcomes, strict=True):
+                    job.outcome = outcome
         if clean:  # committed on leaving the block
             committed(conn)
             return
@@ -368,16 +422,17 @@ class Writer:
             for job in batch:
                 savepoint = conn.begin_nested()
                 try:
-                    value = job.fn(conn, *job.args)
+                    (outcome,) = _run_group(conn, [job])
                 except Exception as error:
                     if _is_fatal(error):
                         raise
+                    outcome = (False, error)
+                if outcome[0]:
+                    savepoint.commit()
+                else:
                     savepoint.rollback()
                     forget(conn)
-                    job.outcome = (False, error)
-                else:
-                    savepoint.commit()
-                    job.outcome = (True, value)
+                job.outcome = outcome
         committed(conn)
 
 
@@ -459,6 +514,13 @@ class Database:
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` in the writer; returns once its transaction has committed."""
         return await self.writer.submit(fn, args)
+
+    async def write_shared(
+        self, fn: Callable[[Connection, list[Any]], list[Any]], item: Any
+    ) -> Any:
+        """Add ``item`` to a call ``fn(conn, items)`` the writer makes for every neighbouring
+        job of its batch with the same ``fn``; returns this item's answer once committed."""
+        return await self.writer.submit(fn, item, shared=True)
 
     def record_key_use(self, key_id: int) -> None:
         """Refresh a key's ``last_used_at`` in the background, at most once per resolution."""

@@ -1,0 +1,164 @@
+"""Fast routes: the busiest requests, when well formed, answered without FastAPI's router.
+
+FastAPI's routing, dependency solving and response handling cost a ``PUT /labels`` more than the
+database does once writes share transactions (bench/README.md, W1). A fast route takes a request
+only when everything about it is ordinary: its method and path, each header it reads present
+once (and nothing unusual in them), a JSON body that parses and validates against the route's
+own model. Then it runs the same store code under the same guard as the FastAPI route and
+answers the same bytes. Anything else -- a missing header, a bad body, an unknown content type --
+goes on to FastAPI untouched (the body replayed), which answers it exactly as always. Errors met
+after the request was taken (403, 404, 503) are rendered by the app's own renderer.
+
+It sits inside labelhub's own middleware (request log and metrics, body limit, HAR path
+canonicalisation), so those see fast requests like any other. ``LABELHUB_FAST_ROUTES=false``
+turns it off; the test suite checks that both ways answer the same.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from labelhub.core.errors import LabelhubError
+
+JSON = b"application/json"
+
+
+@dataclass(frozen=True)
+class FastRequest:
+    scope: Scope
+    params: dict[str, str]  # from the path
+    headers: dict[bytes, str]  # the headers the route asked for, latin-1 as Starlette decodes
+    body: Any  # the validated body model
+
+
+# Answers ``(status, JSON-ready content)``, or None to hand the request on to FastAPI.
+Handler = Callable[[FastRequest], Awaitable[tuple[int, Any] | None]]
+
+
+@dataclass(frozen=True)
+class FastRoute:
+    method: str
+    match: Callable[[str], dict[str, str] | None]  # path -> path parameters, or None
+    headers: frozenset[bytes]  # read by the handler; each must appear at most once
+    required: frozenset[bytes]  # must be present (else FastAPI answers the error)
+    model: type[BaseModel]
+    handler: Handler
+    route: Any  # FastAPI's route for the same request (the request log reads its template)
+
+
+def route_of(router: Any, method: str, path: str) -> Any:
+    """The router's route for ``method`` and ``path`` (its full template)."""
+    for route in router.routes:
+        if getattr(route, "path", None) == path and method in getattr(route, "methods", ()):
+            return route
+    raise LookupError(f"no route {method} {path}")
+
+
+def exact(path: str) -> Callable[[str], dict[str, str] | None]:
+    return lambda candidate: {} if candidate == path else None
+
+
+# Starlette's JSONResponse rendering, built once (json.dumps with options builds an encoder).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def render_json(content: Any) -> bytes:
+    """What Starlette's JSONResponse sends for ``content``."""
+    return _ENCODER.encode(content).encode()
+
+
+class FastRoutes:
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: list[FastRoute],
+        render: Callable[[str, Exception], Response],
+    ) -> None:
+        self.app = app
+        self.routes = routes
+        self.render = render
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for route in self.routes:
+            if route.method == scope["method"]:
+                params = route.match(scope["path"])
+                if params is not None:
+                    await self._take(route, params, scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _take(
+        self, route: FastRoute, params: dict[str, str], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        headers: dict[bytes, str] = {}
+        ordinary = True
+        for name, value in scope["headers"]:
+            if name in route.headers:
+                if name in headers:
+                    ordinary = False  # repeated: let FastAPI decide which one counts
+                headers[name] = value.decode("latin-1")
+            elif name == b"content-type" and not value.startswith(JSON):
+                ordinary = False
+        if not route.required.issubset(headers):
+            ordinary = False
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        answer = None
+        if ordinary:
+            try:
+                model = route.model.model_validate(json.loads(body))
+            except (ValueError, ValidationError, RecursionError):
+                model = None
+            if model is not None:
+                scope["route"] = route.route  # as routing would set it
+                try:
+                    answer = await route.handler(FastRequest(scope, params, headers, model))
+                except LabelhubError as error:
+                    await self.render(scope["path"], error)(scope, receive, send)
+                    return
+        if answer is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        status, content = answer
+        payload = render_json(content)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"content-type", JSON),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,184 @@
+"""Fast routes (labelhub.core.fast) answer exactly what FastAPI's routes answer.
+
+Two apps on two databases prepared alike, one with fast routes and one without, are sent the same
+requests; status, headers (but the date) and body bytes must match, and so must what they stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from labelhub.actionhub import store as actionhub_store
+from labelhub.app import create_app
+from labelhub.core import db as dbmod
+from labelhub.core import fast, keys
+from labelhub.core.config import Settings
+from tests.conftest import DatabaseFactory, migrate_url
+
+WRITER = keys.mint_secret()
+READER = keys.mint_secret()
+OTHER = keys.mint_secret()
+
+
+@dataclass
+class Twin:
+    fast: httpx.AsyncClient
+    plain: httpx.AsyncClient
+    fast_db: dbmod.Database
+
+
+def _prepare(db: dbmod.Database) -> None:
+    db.run_write(actionhub_store.create_program, "shop")
+    db.run_write(actionhub_store.create_program, "other")
+    for secret, scope, role in (
+        (WRITER, "program:shop", "write"),
+        (READER, "program:shop", "read"),
+        (OTHER, "program:other", "write"),
+    ):
+        grants = [keys.parse_grant(scope, role)]
+        db.run_write(lambda conn, g=grants, s=secret: keys.create_key(conn, "k", g, secret=s))
+
+
+@pytest.fixture
+async def twin(db_url: str, databases: DatabaseFactory) -> AsyncIterator[Twin]:
+    other_url = databases.empty()
+    migrate_url(other_url)
+    clients = []
+    dbs = []
+    for url, fast_routes in ((db_url, True), (other_url, False)):
+        settings = Settings(database_url=url, db_timeout=2.0, fast_routes=fast_routes)
+        db = dbmod.Database(settings)
+        _prepare(db)
+        dbs.append(db)
+        transport = httpx.ASGITransport(app=create_app(settings, db), raise_app_exceptions=False)
+        clients.append(httpx.AsyncClient(transport=transport, base_url="http://labelhub.test"))
+    try:
+        yield Twin(clients[0], clients[1], dbs[0])
+    finally:
+        for client in clients:
+            await client.aclose()
+        for db in dbs:
+            db.close()
+
+
+def _headers(key: str | None = WRITER, program: str | None = "shop", **extra: str) -> list:
+    h: list[tuple[str, str]] = [("content-type", "application/json")]
+    if key is not None:
+        h.append(("actionhub-key", key))
+    if program is not None:
+        h.append(("program-id", program))
+    h.extend((name.replace("_", "-"), value) for name, value in extra.items())
+    return h
+
+
+def _labels(*pairs: tuple[str, Any]) -> bytes:
+    return json.dumps({"labels": [{"label": n, "weight": w} for n, w in pairs]}).encode()
+
+
+# (name, headers, body, taken by the fast route?)
+CASES: list[tuple[str, list[tuple[str, str]], bytes, bool]] = [
+    ("new labels", _headers(), _labels(("a", 1), ("b", 2.5)), True),
+    ("re-weights and a repeat", _headers(), _labels(("a", 3), ("c", -1), ("a", 4)), True),
+    ("empty list", _headers(), b'{"labels": []}', True),
+    ("numeric strings", _headers(), b'{"labels": [{"label": "d", "weight": "2.5"}]}', True),
+    ("unicode", _headers(), _labels(("ünï 🎉", 1), ("x" * 64, 0)), True),
+    ("api-version 1.0", _headers(api_version="1.0"), _labels(("e", 1)), True),
+    ("no content-type", _headers()[1:], _labels(("f", 1)), True),
+    (
+        "charset",
+        [("content-type", "application/json; charset=utf-8"), *_headers()[1:]],
+        _labels(("g", 1)),
+        True,
+    ),
+    ("unknown key", _headers(key="lh_" + "A" * 43), _labels(("h", 1)), True),
+    ("malformed key", _headers(key="nope"), _labels(("h", 1)), True),
+    ("read-only key", _headers(key=READER), _labels(("h", 1)), True),
+    ("key of another program", _headers(key=OTHER), _labels(("h", 1)), True),
+    ("unknown program", _headers(program="nowhere"), _labels(("h", 1)), True),
+    ("missing key", _headers(key=None), _labels(("h", 1)), False),
+    ("missing program", _headers(program=None), _labels(("h", 1)), False),
+    ("empty program id", _headers(program=""), _labels(("h", 1)), False),
+    ("long program id", _headers(program="p" * 65), _labels(("h", 1)), False),
+    ("api-version 2.0", _headers(api_version="2.0"), _labels(("h", 1)), False),
+    ("repeated program header", [*_headers(), ("program-id", "other")], _labels(("h", 1)), False),
+    ("text/plain", [("content-type", "text/plain"), *_headers()[1:]], _labels(("h", 1)), False),
+    ("empty body", _headers(), b"", False),
+    ("not JSON", _headers(), b"{labels", False),
+    ("not UTF-8", _headers(), b'{"labels": [{"label": "\xff", "weight": 1}]}', False),
+    ("missing labels", _headers(), b"{}", False),
+    ("NaN weight", _headers(), b'{"labels": [{"label": "h", "weight": NaN}]}', False),
+    ("huge weight", _headers(), b'{"labels": [{"label": "h", "weight": 1e309}]}', False),
+    ("control character", _headers(), _labels(("h\u0007", 1)), False),
+    ("65 characters", _headers(), _labels(("h" * 65, 1)), False),
+    ("nested deep", _headers(), b'{"labels": ' + b"[" * 5000 + b"]" * 5000 + b"}", False),
+    ("10,001 labels", _headers(), _labels(*((f"l{i}", i) for i in range(10_001))), False),
+]
+
+
+def _comparable(r: httpx.Response) -> tuple[int, list[tuple[str, str]], bytes]:
+    return r.status_code, [(k, v) for k, v in r.headers.items() if k != "date"], r.content
+
+
+async def test_fast_and_plain_routes_answer_alike(
+    twin: Twin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handed_on: list[str] = []
+    replay = fast._replay
+
+    def counting(body: bytes, receive: Any) -> Any:
+        handed_on.append(current)
+        return replay(body, receive)
+
+    monkeypatch.setattr(fast, "_replay", counting)
+    for current, headers, body, taken in CASES:
+        answers = [
+            await client.put("/labels?ignored=1", content=body, headers=headers)
+            for client in (twin.fast, twin.plain)
+        ]
+        assert _comparable(answers[0]) == _comparable(answers[1]), current
+        assert (current not in handed_on) == taken, current
+    stored = []
+    for client in (twin.fast, twin.plain):
+        r = await client.get("/labels", params={"size": 100}, headers=_headers())
+        stored.append(r.json())
+    assert stored[0] == stored[1]
+    # a-g, two unicode ones, and "h" from the text/plain body (parsed as JSON all the same)
+    assert stored[0]["total"] == 10, stored[0]
+
+
+async def test_concurrent_puts_share_batches_and_count_exactly(twin: Twin) -> None:
+    """80 concurrent PUTs over overlapping labels: counts are those of some serial order."""
+
+    async def put(i: int) -> httpx.Response:
+        names = [f"l{(i * 3 + j) % 40}" for j in range(10)]
+        body = _labels(*((n, i) for n in names))
+        key = READER if i % 9 == 4 else WRITER
+        return await twin.fast.put("/labels", content=body, headers=_headers(key=key))
+
+    answers = await asyncio.gather(*(put(i) for i in range(80)))
+    created = 0
+    for i, r in enumerate(answers):
+        if i % 9 == 4:
+            assert r.status_code == 403 and r.json() == {
+                "detail": "This key may only read this program"
+            }
+            continue
+        assert r.status_code == 200, r.text
+        words = r.json()["result"].split()
+        assert int(words[0]) + int(words[3]) == 10
+        created += int(words[0])
+    # Every label a writer sent exists once and was counted as created exactly once.
+    written = {f"l{(i * 3 + j) % 40}" for i in range(80) if i % 9 != 4 for j in range(10)}
+    assert created == len(written)
+    r = await twin.fast.get("/labels", params={"size": 100}, headers=_headers())
+    assert {item["label"] for item in r.json()["items"]} == written
+    assert r.json()["total"] == len(written)
+    writer = twin.fast_db.writer
+    assert writer.batches < writer.jobs
