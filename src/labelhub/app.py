@@ -11,6 +11,7 @@ the limit (413) and for unexpected failures (500).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -148,6 +149,12 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.worker:
             worker.start()
+        # What exists once the app has started (modules, routes, models, compiled statements:
+        # hundreds of thousands of objects) lives as long as the process. Frozen, the cyclic
+        # collector stops walking it on every full collection: those walks were the 15-55 ms
+        # stalls behind W1's p99 at 16 connections (bench/README.md).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
