@@ -145,8 +145,12 @@ def make_engine(settings: Settings) -> Engine:
         # deadlock costing PostgreSQL's deadlock_timeout (1 s) before a retry. Waiting for the
         # lock is bounded by the database timeout (lock_timeout: 503, not a hang).
         if conn.get_execution_options().get("labelhub_write"):
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {lock_ms}")
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_ID})")
+            # One round trip for both; set_config(..., true) is SET LOCAL, and a volatile
+            # subquery is evaluated before the lock is asked for.
+            conn.exec_driver_sql(
+                f"SELECT pg_advisory_xact_lock({WRITE_LOCK_ID}) FROM "
+                f"(SELECT set_config('lock_timeout', '{lock_ms}', true)) AS timeout"
+            )
 
     return engine
 
