@@ -11,20 +11,26 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
+from sqlalchemy import Connection, text
 
 from labelhub.actionhub import store as actionhub_store
 from labelhub.app import create_app
 from labelhub.core import db as dbmod
 from labelhub.core import fast, keys
 from labelhub.core.config import Settings
+from labelhub.har import store as har_store
 from tests.conftest import DatabaseFactory, migrate_url
 
 WRITER = keys.mint_secret()
 READER = keys.mint_secret()
 OTHER = keys.mint_secret()
+EDITOR = keys.mint_secret()
+VIEWER = keys.mint_secret()
+ARTIFACTS = ["plain", "ünï 🎉", "a/b", "50%"]
 
 
 @dataclass
@@ -41,13 +47,32 @@ def _prepare(db: dbmod.Database) -> None:
         (WRITER, "program:shop", "write"),
         (READER, "program:shop", "read"),
         (OTHER, "program:other", "write"),
+        (EDITOR, "space:acct", "edit"),
+        (VIEWER, "space:acct", "view"),
     ):
         grants = [keys.parse_grant(scope, role)]
         db.run_write(lambda conn, g=grants, s=secret: keys.create_key(conn, "k", g, secret=s))
 
+    def registries(conn: Connection) -> None:
+        generic = har_store.create_registry(conn, "acct", "reg", "GENERIC", "", [])
+        for name in ARTIFACTS:
+            har_store.register_artifact(conn, generic, name, None, None, ["old", "keep"])
+        hf = har_store.create_registry(conn, "acct/org", "hf", "HUGGINGFACE", "", [])
+        for kind in ("model", "dataset"):
+            har_store.register_artifact(conn, hf, "twin", kind, None, [])
+        har_store.register_artifact(conn, hf, "solo", "model", None, [])
+        # The same ids and uuids in both databases, so both answer the same bytes.
+        for n, table in enumerate(("registries", "artifacts")):
+            conn.execute(text(f"UPDATE {table} SET uuid = '{n}-' || id"))
+
+    db.run_write(registries)
+
 
 @pytest.fixture
-async def twin(db_url: str, databases: DatabaseFactory) -> AsyncIterator[Twin]:
+async def twin(
+    db_url: str, databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Twin]:
+    monkeypatch.setattr(har_store, "now_ms", lambda: 1_790_000_000_000)
     other_url = databases.empty()
     migrate_url(other_url)
     clients = []
@@ -182,3 +207,244 @@ async def test_concurrent_puts_share_batches_and_count_exactly(twin: Twin) -> No
     assert r.json()["total"] == len(written)
     writer = twin.fast_db.writer
     assert writer.batches < writer.jobs
+
+
+HAR = "/har/api/v1/registry"
+
+
+def _har_headers(key: str | None = EDITOR, **extra: str) -> list[tuple[str, str]]:
+    h = [("content-type", "application/json")]
+    if key is not None:
+        h.append(("x-api-key", key))
+    return h + [(name.replace("_", "-"), value) for name, value in extra.items()]
+
+
+def _har_labels(*labels: str) -> bytes:
+    return json.dumps({"labels": list(labels)}).encode()
+
+
+# (name, path, headers, body, taken by the fast route?)
+HAR_CASES: list[tuple[str, str, list[tuple[str, str]], bytes, bool]] = [
+    (
+        "replace",
+        f"{HAR}/acct%2Freg/artifact/plain/labels",
+        _har_headers(),
+        _har_labels("a", "keep"),
+        True,
+    ),
+    (
+        "repeats, unsorted",
+        f"{HAR}/acct%2Freg/artifact/plain/labels",
+        _har_headers(),
+        _har_labels("z", "b", "z", "B"),
+        True,
+    ),
+    ("empty", f"{HAR}/acct%2Freg/artifact/plain/labels", _har_headers(), _har_labels(), True),
+    (
+        "unicode",
+        f"{HAR}/acct%2Freg/artifact/%C3%BCn%C3%AF%20%F0%9F%8E%89/labels",
+        _har_headers(),
+        _har_labels("ü", "🎉"),
+        True,
+    ),
+    (
+        "slash in name",
+        f"{HAR}/acct%2Freg/artifact/a%2Fb/labels",
+        _har_headers(),
+        _har_labels("x"),
+        True,
+    ),
+    (
+        "plain ref /+",
+        f"{HAR}/acct/reg/+/artifact/a%2Fb/labels",
+        _har_headers(),
+        _har_labels("y"),
+        True,
+    ),
+    (
+        "percent in name",
+        f"{HAR}/acct%2Freg/artifact/50%25/labels",
+        _har_headers(),
+        _har_labels("p"),
+        True,
+    ),
+    (
+        "hugging face",
+        f"{HAR}/acct%2Forg%2Fhf/artifact/solo/labels",
+        _har_headers(),
+        _har_labels("m"),
+        True,
+    ),
+    (
+        "model and dataset",
+        f"{HAR}/acct%2Forg%2Fhf/artifact/twin/labels",
+        _har_headers(),
+        _har_labels("m"),
+        True,
+    ),
+    (
+        "unknown artifact",
+        f"{HAR}/acct%2Freg/artifact/nope/labels",
+        _har_headers(),
+        _har_labels("x"),
+        True,
+    ),
+    (
+        "unknown registry",
+        f"{HAR}/acct%2Fnope/artifact/plain/labels",
+        _har_headers(),
+        _har_labels("x"),
+        True,
+    ),
+    (
+        "bad registry ref",
+        f"{HAR}/reg/artifact/plain/labels",
+        _har_headers(),
+        _har_labels("x"),
+        True,
+    ),
+    (
+        "unknown key",
+        f"{HAR}/acct%2Freg/artifact/plain/labels",
+        _har_headers("lh_" + "B" * 43),
+        _har_labels("x"),
+        True,
+    ),
+    (
+        "view-only key",
+        f"{HAR}/acct%2Freg/artifact/plain/labels",
+        _har_headers(VIEWER),
+        _har_labels("x"),
+        True,
+    ),
+    (
+        "program key",
+        f"{HAR}/acct%2Freg/artifact/plain/labels",
+        _har_headers(WRITER),
+        _har_labels("x"),
+        True,
+    ),
+    (
+        "missing key",
+        f"{HAR}/acct%2Freg/artifact/plain/labels",
+        _har_headers(None),
+        _har_labels("x"),
+        False,
+    ),
+    (
+        "artifact_type",
+        f"{HAR}/acct%2Forg%2Fhf/artifact/twin/labels?artifact_type=model",
+        _har_headers(),
+        _har_labels("t"),
+        False,
+    ),
+    (
+        "If-Match *",
+        f"{HAR}/acct%2Freg/artifact/plain/labels",
+        _har_headers(if_match="*"),
+        _har_labels("i"),
+        False,
+    ),
+    (
+        "If-Match stale",
+        f"{HAR}/acct%2Freg/artifact/plain/labels",
+        _har_headers(if_match='"x"'),
+        _har_labels("j"),
+        False,
+    ),
+    (
+        "not a list",
+        f"{HAR}/acct%2Freg/artifact/plain/labels",
+        _har_headers(),
+        b'{"labels": "a"}',
+        False,
+    ),
+    (
+        "control character",
+        f"{HAR}/acct%2Freg/artifact/plain/labels",
+        _har_headers(),
+        _har_labels("a\u0001"),
+        False,
+    ),
+    ("no body", f"{HAR}/acct%2Freg/artifact/plain/labels", _har_headers(), b"", False),
+]
+
+
+async def test_fast_and_plain_har_label_updates_answer_alike(
+    twin: Twin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handed_on: list[str] = []
+    replay = fast._replay
+
+    def counting(body: bytes, receive: Any) -> Any:
+        handed_on.append(current)
+        return replay(body, receive)
+
+    monkeypatch.setattr(fast, "_replay", counting)
+    for current, path, headers, body, taken in HAR_CASES:
+        answers = [
+            await client.put(path, content=body, headers=headers)
+            for client in (twin.fast, twin.plain)
+        ]
+        assert _comparable(answers[0]) == _comparable(answers[1]), current
+        assert (current not in handed_on) == taken, current
+    for name in ARTIFACTS:
+        quoted = quote(name, safe="")
+        summaries = [
+            (
+                await client.get(
+                    f"{HAR}/acct%2Freg/artifact/{quoted}/summary", headers=_har_headers()
+                )
+            ).content
+            for client in (twin.fast, twin.plain)
+        ]
+        assert summaries[0] == summaries[1]
+    listings = [
+        (await client.get(f"{HAR}/acct%2Freg/artifact/labels", headers=_har_headers())).content
+        for client in (twin.fast, twin.plain)
+    ]
+    assert listings[0] == listings[1]
+
+
+async def test_concurrent_har_updates_keep_the_label_counts(twin: Twin, dialect: str) -> None:
+    """60 concurrent label updates over 4 artifacts, some refused: every artifact ends with one
+    of the sets sent for it, and the registry's per-label counts match the artifacts' labels."""
+    sets = [sorted({f"l{(i * 7 + j) % 9}" for j in range(i % 4)}) for i in range(60)]
+
+    async def update(i: int) -> httpx.Response:
+        name = quote(ARTIFACTS[i % 4], safe="")
+        key = VIEWER if i % 11 == 5 else EDITOR
+        path = f"{HAR}/acct%2Freg/artifact/{name}/labels"
+        return await twin.fast.put(path, content=_har_labels(*sets[i]), headers=_har_headers(key))
+
+    answers = await asyncio.gather(*(update(i) for i in range(60)))
+    for i, r in enumerate(answers):
+        if i % 11 == 5:
+            assert r.status_code == 403, r.text
+        else:
+            assert r.status_code == 200, r.text
+            assert r.json()["data"]["labels"] == sets[i]
+    for n, name in enumerate(ARTIFACTS):
+        r = await twin.fast.get(
+            f"{HAR}/acct%2Freg/artifact/{quote(name, safe='')}/summary", headers=_har_headers()
+        )
+        assert r.json()["data"]["labels"] in [sets[i] for i in range(n, 60, 4) if i % 11 != 5]
+    with twin.fast_db.transaction() as conn:
+        counted = dict(
+            conn.execute(
+                text(
+                    "SELECT label, count(*) FROM artifact_labels al JOIN artifacts a "
+                    "ON a.id = al.artifact_id JOIN registries r ON r.id = a.registry_id "
+                    "WHERE r.identifier = 'reg' GROUP BY label"
+                )
+            ).all()
+        )
+        kept = dict(
+            conn.execute(
+                text(
+                    "SELECT label, artifacts FROM registry_labels rl JOIN registries r "
+                    "ON r.id = rl.registry_id WHERE r.identifier = 'reg'"
+                )
+            ).all()
+        )
+    assert kept == counted

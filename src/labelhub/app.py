@@ -192,7 +192,9 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     # Added innermost first: the log sees every request, including refused bodies.
     if settings.fast_routes:
         app.add_middleware(
-            fast.FastRoutes, routes=actionhub_routes.FAST_ROUTES, render=render_labelhub_error
+            fast.FastRoutes,
+            routes=[*actionhub_routes.FAST_ROUTES, *har_routes.FAST_ROUTES],
+            render=render_labelhub_error,
         )
     app.add_middleware(har_paths.CanonicalPaths, render=render_labelhub_error)
     app.add_middleware(ops.BodyLimit, limit=settings.max_body_bytes, render=render_labelhub_error)

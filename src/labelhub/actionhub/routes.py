@@ -72,11 +72,11 @@ async def put_labels(body: schemas.LabelList, access: ProgramWrite) -> schemas.S
     return schemas.SuccessMessage(result=await _put_labels(body, access))
 
 
-async def _fast_put_labels(request: fast.FastRequest) -> tuple[int, Any] | None:
+async def _fast_put_labels(request: fast.FastRequest) -> fast.Answer | None:
     access = fast_program_access(request, write=True)
     if access is None:
         return None
-    return 200, {"result": await _put_labels(request.body, access)}
+    return 200, {"result": await _put_labels(request.body, access)}, []
 
 
 FAST_ROUTES = [

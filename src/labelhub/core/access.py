@@ -51,11 +51,14 @@ class Guard(Generic[C]):
         return fn(conn, self.check(conn), *args)
 
     async def write_shared(
-        self, fn: Callable[[Connection, list[tuple[C, Any]]], list[R]], item: Any
+        self,
+        fn: Callable[[Connection, list[tuple[C, Any]]], Sequence[R | LabelhubError]],
+        item: Any,
     ) -> R:
         """``fn(conn, [(context, item), ...])`` once for the neighbouring requests of a write
         batch that use the same ``fn``, each checked first (a refused one is answered alone and
-        adds nothing); answers this request's result once committed."""
+        adds nothing); answers this request's result once committed. ``fn`` refuses a request
+        by answering a ``LabelhubError`` for it, having written nothing for it."""
         return await self.db.write_shared(_guarded(fn), (self, item))  # type: ignore[no-any-return]
 
     @classmethod
@@ -83,7 +86,8 @@ def _guarded(
         if passed:
             results = fn(conn, [(context, item) for _, context, item in passed])
             for (index, _, _), result in zip(passed, results, strict=True):
-                outcomes[index] = (True, result)
+                # fn refuses one request by answering its error (having written nothing for it)
+                outcomes[index] = (not isinstance(result, LabelhubError), result)
         return outcomes
 
     return run

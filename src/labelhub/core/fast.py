@@ -38,8 +38,10 @@ class FastRequest:
     body: Any  # the validated body model
 
 
-# Answers ``(status, JSON-ready content)``, or None to hand the request on to FastAPI.
-Handler = Callable[[FastRequest], Awaitable[tuple[int, Any] | None]]
+# ``(status, JSON-ready content, extra headers)``
+Answer = tuple[int, Any, list[tuple[bytes, bytes]]]
+# Answers the request, or None to hand it on to FastAPI.
+Handler = Callable[[FastRequest], Awaitable[Answer | None]]
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ class FastRoutes:
         if answer is None:
             await self.app(scope, _replay(body, receive), send)
             return
-        status, content = answer
+        status, content, extra = answer
         payload = render_json(content)
         await send(
             {
@@ -145,6 +147,7 @@ class FastRoutes:
                 "headers": [
                     (b"content-length", str(len(payload)).encode()),
                     (b"content-type", JSON),
+                    *extra,
                 ],
             }
         )

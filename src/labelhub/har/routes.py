@@ -5,17 +5,22 @@ Refs arrive canonical (see ``labelhub.har.paths``): one percent-quoted segment e
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from sqlalchemy import Connection
 
-from labelhub.core import etag
+from labelhub.core import etag, fast
 from labelhub.core.access import X_API_KEY
-from labelhub.core.errors import Invalid, PreconditionFailed, Unsupported
+from labelhub.core.errors import Invalid, LabelhubError, PreconditionFailed, Unsupported
 from labelhub.core.pagination import page_count
 from labelhub.har import schemas, store
 from labelhub.har.deps import (
+    RegistryAccess,
     RegistryEdit,
     RegistryView,
     SpaceAccess,
@@ -220,24 +225,91 @@ async def update_artifact_labels(
     artifact_type: ArtifactTypeQuery = None,
     if_match: IfMatch = None,
 ) -> schemas.Success[schemas.ArtifactSummary]:
-    name = artifact_name(artifact)
+    update = LabelUpdate(artifact_name(artifact), artifact_type, body.labels, if_match)
+    summary = await access.write_shared(update_label_sets, update)
+    response.headers["ETag"] = summary_etag(summary)
+    return schemas.Success(data=summary)
 
-    def work(conn: Connection, registry: store.RegistryRow) -> schemas.ArtifactSummary:
-        def unchanged(current: store.ArtifactRow) -> None:
-            # On the locked row, inside the write transaction (which holds the write lock):
+
+@dataclass(frozen=True)
+class LabelUpdate:
+    name: str
+    artifact_type: str | None
+    labels: list[str]
+    if_match: str | None
+
+
+def update_label_sets(
+    conn: Connection, requests: list[tuple[store.RegistryRow, LabelUpdate]]
+) -> list[schemas.ArtifactSummary | LabelhubError]:
+    """The label updates of a write batch, shared (``store.replace_label_sets``): summaries."""
+
+    def unchanged(
+        registry: store.RegistryRow, if_match: str
+    ) -> Callable[[store.ArtifactRow], None]:
+        def check(current: store.ArtifactRow) -> None:
+            # On the current row, inside the write transaction (which holds the write lock):
             # nobody can change the artifact between this comparison and the update.
             if not etag.if_match(if_match, summary_etag(_summary(registry, current))):
                 raise PreconditionFailed(
                     "The artifact has changed since that ETag was read; read it again"
                 )
 
-        check = unchanged if if_match is not None else None
-        updated = store.replace_labels(conn, registry, name, artifact_type, body.labels, check)
-        return _summary(registry, updated)
+        return check
 
-    summary = await access.write(work)
-    response.headers["ETag"] = summary_etag(summary)
-    return schemas.Success(data=summary)
+    replacements = [
+        (
+            registry,
+            store.Replacement(
+                update.name,
+                update.artifact_type,
+                update.labels,
+                None if update.if_match is None else unchanged(registry, update.if_match),
+            ),
+        )
+        for registry, update in requests
+    ]
+    return [
+        result if isinstance(result, LabelhubError) else _summary(registry, result)
+        for (registry, _), result in zip(
+            requests, store.replace_label_sets(conn, replacements), strict=True
+        )
+    ]
+
+
+ARTIFACT_LABELS = re.compile(r"^/har/api/v1/registry/([^/]+)/artifact/([^/]+)/labels$")
+
+
+def _artifact_labels_path(path: str) -> dict[str, str] | None:
+    match = ARTIFACT_LABELS.match(path)
+    return None if match is None else {"registry_ref": match[1], "artifact": match[2]}
+
+
+async def _fast_update_artifact_labels(request: fast.FastRequest) -> fast.Answer | None:
+    if request.scope["query_string"] or b"if-match" in request.headers:
+        return None  # FastAPI parses artifact_type and If-Match
+    db = request.scope["app"].state.db
+    secret = request.headers[b"x-api-key"] or None
+    access = RegistryAccess(db, secret, unquote(request.params["registry_ref"]), edit=True)
+    update = LabelUpdate(artifact_name(request.params["artifact"]), None, request.body.labels, None)
+    summary = await access.write_shared(update_label_sets, update)
+    content = schemas.Success(data=summary).model_dump(mode="json", exclude_none=True)
+    return 200, content, [(b"etag", summary_etag(summary).encode())]
+
+
+FAST_ROUTES = [
+    fast.FastRoute(
+        "PUT",
+        _artifact_labels_path,
+        frozenset({b"x-api-key", b"if-match"}),
+        frozenset({b"x-api-key"}),
+        schemas.LabelsBody,
+        _fast_update_artifact_labels,
+        fast.route_of(
+            router, "PUT", HAR_PREFIX + "/registry/{registry_ref}/artifact/{artifact}/labels"
+        ),
+    ),
+]
 
 
 @router.delete("/registry/{registry_ref}/artifact/{artifact}", summary="Delete an artifact")

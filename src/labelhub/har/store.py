@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, delete, exists, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from labelhub.actionhub.schemas import FORBIDDEN
-from labelhub.core.errors import Conflict, Invalid, NotFound
+from labelhub.core.errors import Conflict, Invalid, LabelhubError, NotFound
 from labelhub.core.keys import now_ms
 from labelhub.core.models import Artifact, ArtifactLabel, Registry, RegistryLabel, Space
 from labelhub.core.pagination import offset_of
 from labelhub.har.schemas import IDENTIFIER
 
 HUGGINGFACE = "HUGGINGFACE"
+RowT = TypeVar("RowT")
 
 
 @dataclass(frozen=True)
@@ -204,14 +216,7 @@ def find_artifact(
         query = query.where(Artifact.artifact_type == artifact_type)
     if lock and conn.dialect.name == "postgresql":
         query = query.with_for_update()
-    rows = conn.execute(query.order_by(Artifact.artifact_type)).all()
-    if not rows:
-        raise NotFound("Artifact not found")
-    if len(rows) > 1:
-        raise Invalid(
-            f"Both a model and a dataset named {name!r} exist; give artifact_type=model or dataset"
-        )
-    row = rows[0]
+    row = _the_one(conn.execute(query.order_by(Artifact.artifact_type)).all(), name)
     return ArtifactRow(*row, labels=_labels_of(conn, [row.id])[row.id])
 
 
@@ -306,6 +311,46 @@ def register_artifact(
     return find_artifact(conn, registry, name, artifact_type)
 
 
+@dataclass(frozen=True)
+class Replacement:
+    """One label update: the artifact, its new label set, and a check of its current state."""
+
+    name: str
+    artifact_type: str | None
+    labels: list[str]  # distinct, sorted byte-wise (as the body model leaves them)
+    check: Callable[[ArtifactRow], None] | None = None
+
+
+_NAMED_ARTIFACTS = (
+    select(*_ARTIFACT_COLUMNS)
+    .where(
+        Artifact.registry_id == bindparam("registry_id"),
+        Artifact.name.in_(bindparam("names", expanding=True)),
+    )
+    .order_by(Artifact.name, Artifact.artifact_type)
+)
+_NAMED_ARTIFACTS_LOCKED = _NAMED_ARTIFACTS.with_for_update()
+_DROP_LABEL = text("DELETE FROM artifact_labels WHERE artifact_id = :artifact AND label = :label")
+_ADD_LABEL = text(
+    "INSERT INTO artifact_labels (artifact_id, label, registry_id) "
+    "VALUES (:artifact, :label, :registry)"
+)
+_COUNT_UP = text(
+    "INSERT INTO registry_labels (registry_id, label, label_folded, artifacts) "
+    "VALUES (:registry, :label, :folded, :step) ON CONFLICT (registry_id, label) "
+    "DO UPDATE SET artifacts = registry_labels.artifacts + excluded.artifacts"
+)
+_COUNT_DOWN = text(
+    "UPDATE registry_labels SET artifacts = artifacts + :step "
+    "WHERE registry_id = :registry AND label = :label"
+)
+_DROP_UNUSED = text(
+    "DELETE FROM registry_labels WHERE registry_id = :registry AND label = :label "
+    "AND artifacts <= 0"
+)
+_TOUCH = text("UPDATE artifacts SET modified_at = :now WHERE id = :artifact")
+
+
 def replace_labels(
     conn: Connection,
     registry: RegistryRow,
@@ -315,22 +360,115 @@ def replace_labels(
     check: Callable[[ArtifactRow], None] | None = None,
 ) -> ArtifactRow:
     """Replace the artifact's label set and ``modifiedAt`` and nothing else, in this transaction.
-
-    The artifact row is locked first (PostgreSQL), so a concurrent delete either happened before
-    (404) or waits; a deleted artifact is never given labels again. ``check(artifact)`` runs on
-    the locked row before anything is written (an If-Match raises there).
-    """
-    artifact = find_artifact(conn, registry, name, artifact_type, lock=True)
-    if check is not None:
-        check(artifact)
-    now = now_ms()
-    touched = conn.execute(
-        update(Artifact).where(Artifact.id == artifact.id).values(modified_at=now)
+    ``check(artifact)`` runs on the current row before anything is written (If-Match)."""
+    (result,) = replace_label_sets(
+        conn, [(registry, Replacement(name, artifact_type, labels, check))]
     )
-    if touched.rowcount == 0:
+    if isinstance(result, LabelhubError):
+        raise result
+    return result
+
+
+def replace_label_sets(
+    conn: Connection, requests: Sequence[tuple[RegistryRow, Replacement]]
+) -> list[ArtifactRow | LabelhubError]:
+    """``replace_labels`` for the requests of a write batch, in order, with a few statements for
+    all of them: each answer (the artifact as it is after its request, or the error that refused
+    it, having written nothing) is what running them one after another would give.
+
+    The named artifacts are read at once (locked, on PostgreSQL), the requests are applied in
+    order to that picture, and only the net change is written: labels dropped and added per
+    artifact, the registry's label counts, and ``modifiedAt``.
+    """
+    names: dict[int, set[str]] = {}
+    for registry, replacement in requests:
+        names.setdefault(registry.id, set()).add(replacement.name)
+    statement = _NAMED_ARTIFACTS_LOCKED if conn.dialect.name == "postgresql" else _NAMED_ARTIFACTS
+    found: dict[tuple[int, str], list[ArtifactRow]] = {}
+    for registry_id, wanted in names.items():
+        params = {"registry_id": registry_id, "names": sorted(wanted)}
+        for read in conn.execute(statement, params):
+            found.setdefault((registry_id, read.name), []).append(ArtifactRow(*read, labels=[]))
+    stored = _labels_of(conn, [a.id for same_name in found.values() for a in same_name])
+    labels = dict(stored)  # artifact id -> its labels as the requests so far leave them
+    now = now_ms()
+    touched: dict[int, int] = {}  # artifact id -> registry id
+    results: list[ArtifactRow | LabelhubError] = []
+    for registry, replacement in requests:
+        try:
+            check_artifact_type(registry, replacement.artifact_type)
+            rows = [
+                row
+                for row in found.get((registry.id, replacement.name), [])
+                if replacement.artifact_type in (None, row.artifact_type)
+            ]
+            row = _the_one(rows, replacement.name)
+            current = replace(row, labels=labels[row.id])
+            if row.id in touched:
+                current = replace(current, modified_at=now)
+            if replacement.check is not None:
+                replacement.check(current)
+        except LabelhubError as error:
+            results.append(error)
+            continue
+        labels[row.id] = replacement.labels
+        touched[row.id] = registry.id
+        results.append(replace(current, modified_at=now, labels=replacement.labels))
+    if touched:
+        _write_label_changes(conn, touched, stored, labels, now)
+    return results
+
+
+def _the_one(rows: Sequence[RowT], name: str) -> RowT:
+    if not rows:
         raise NotFound("Artifact not found")
-    _write_labels(conn, registry, artifact.id, labels, artifact.labels)
-    return find_artifact(conn, registry, name, artifact.artifact_type or None)
+    if len(rows) > 1:
+        raise Invalid(
+            f"Both a model and a dataset named {name!r} exist; give artifact_type=model or dataset"
+        )
+    return rows[0]
+
+
+def _write_label_changes(
+    conn: Connection,
+    touched: dict[int, int],
+    before: dict[int, list[str]],
+    after: dict[int, list[str]],
+    now: int,
+) -> None:
+    """Write the net change of the artifacts' labels, their registries' counts and modifiedAt."""
+    dropped: list[dict[str, Any]] = []
+    added: list[dict[str, Any]] = []
+    steps: Counter[tuple[int, str]] = Counter()
+    for artifact, registry in touched.items():
+        old, new = set(before[artifact]), set(after[artifact])
+        for label in sorted(old - new):
+            dropped.append({"artifact": artifact, "label": label})
+            steps[registry, label] -= 1
+        for label in sorted(new - old):
+            added.append({"artifact": artifact, "label": label, "registry": registry})
+            steps[registry, label] += 1
+    if dropped:
+        conn.execute(_DROP_LABEL, dropped)
+    if added:
+        conn.execute(_ADD_LABEL, added)
+    up = [
+        {"registry": r, "label": label, "folded": label.casefold(), "step": step}
+        for (r, label), step in sorted(steps.items())
+        if step > 0
+    ]
+    down = [
+        {"registry": r, "label": label, "step": step}
+        for (r, label), step in sorted(steps.items())
+        if step < 0
+    ]
+    if up:
+        conn.execute(_COUNT_UP, up)
+    if down:
+        conn.execute(_COUNT_DOWN, down)
+        conn.execute(_DROP_UNUSED, down)
+    # The rows were read in this write transaction (locked on PostgreSQL): they are all there.
+    conn.execute(_TOUCH, [{"now": now, "artifact": artifact} for artifact in sorted(touched)])
 
 
 def delete_artifact(
