@@ -448,3 +448,20 @@ async def test_concurrent_har_updates_keep_the_label_counts(twin: Twin, dialect:
             ).all()
         )
     assert kept == counted
+
+
+async def test_a_registry_deleted_within_a_write_batch_is_gone_for_the_rest(twin: Twin) -> None:
+    """Label updates, a registry deletion, then more updates, queued at once (one write batch,
+    as a rule): each answers as if run alone in that order, though the batch reads a registry
+    once."""
+    path = f"{HAR}/acct%2Freg/artifact/plain/labels"
+    before = [
+        twin.fast.put(path, content=_har_labels("a"), headers=_har_headers()) for _ in range(5)
+    ]
+    gone = twin.fast.delete(f"{HAR}/acct%2Freg", headers=_har_headers())
+    after = [
+        twin.fast.put(path, content=_har_labels("b"), headers=_har_headers()) for _ in range(5)
+    ]
+    answers = await asyncio.gather(*before, gone, *after)
+    assert [r.status_code for r in answers] == [200] * 6 + [404] * 5
+    assert answers[-1].json() == {"code": "404", "message": "Registry not found"}

@@ -26,6 +26,7 @@ from sqlalchemy.orm import aliased
 from labelhub.actionhub.schemas import FORBIDDEN
 from labelhub.core.errors import Conflict, Invalid, LabelhubError, NotFound
 from labelhub.core.keys import now_ms
+from labelhub.core.memo import memo
 from labelhub.core.models import Artifact, ArtifactLabel, Registry, RegistryLabel, Space
 from labelhub.core.pagination import offset_of
 from labelhub.har.schemas import IDENTIFIER
@@ -98,16 +99,31 @@ def _registry(row: Any) -> RegistryRow:
     return RegistryRow(*row)
 
 
+_FIND_REGISTRY = (
+    select(*_REGISTRY_COLUMNS)
+    .join(Space, Space.id == Registry.space_id)
+    .where(Space.path == bindparam("space"), Registry.identifier == bindparam("identifier"))
+)
+
+
 def find_registry(conn: Connection, space: str, identifier: str) -> RegistryRow:
-    """The registry ``identifier`` of exactly that space (not an ancestor or descendant)."""
-    row = conn.execute(
-        select(*_REGISTRY_COLUMNS)
-        .join(Space, Space.id == Registry.space_id)
-        .where(Space.path == space, Registry.identifier == identifier)
-    ).first()
+    """The registry ``identifier`` of exactly that space (not an ancestor or descendant).
+
+    Read once per transaction (the requests of a write batch mostly name the same registry);
+    whatever creates, changes or deletes a registry forgets it (``_forget_registry``)."""
+    cache = memo(conn)
+    key = ("registry", space, identifier)
+    if key not in cache:
+        found = conn.execute(_FIND_REGISTRY, {"space": space, "identifier": identifier}).first()
+        cache[key] = None if found is None else _registry(found)
+    row: RegistryRow | None = cache[key]
     if row is None:
         raise NotFound("Registry not found")
-    return _registry(row)
+    return row
+
+
+def _forget_registry(conn: Connection, space: str, identifier: str) -> None:
+    memo(conn).pop(("registry", space, identifier), None)
 
 
 def create_registry(
@@ -140,6 +156,7 @@ def create_registry(
         "created_at": now,
         "modified_at": now,
     }
+    _forget_registry(conn, space, identifier)
     savepoint = conn.begin_nested()
     try:
         conn.execute(insert(Registry).values(values))
@@ -159,11 +176,13 @@ def update_registry(
     if labels is not None:
         values["labels"] = labels
     conn.execute(update(Registry).where(Registry.id == registry.id).values(values))
+    _forget_registry(conn, registry.space, registry.identifier)
     return find_registry(conn, registry.space, registry.identifier)
 
 
 def delete_registry(conn: Connection, registry: RegistryRow) -> None:
     conn.execute(delete(Registry).where(Registry.id == registry.id))
+    _forget_registry(conn, registry.space, registry.identifier)
 
 
 # --- artifacts ------------------------------------------------------------------------------
