@@ -18,7 +18,7 @@ from tests.actionhub_helpers import ActionHub
 # sigma (capital, small, final), precomposed and combining e-acute, the fi ligature, angstrom,
 # an emoji, a mathematical fraktur A (astral plane) and a CJK ideograph.
 ALPHABET = [
-    *"aAbB%_*?[]\\^$.-/ \"",
+    *'aAbB%_*?[]\\^$.-/ "',
     *"\u00df\u1e9e\u0130\u0131\u03a3\u03c3\u03c2\u00e9",
     "e\u0301",
     *"\ufb01\u212b\U0001f600\U0001d504\u5b57",
