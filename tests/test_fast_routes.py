@@ -147,6 +147,10 @@ CASES: list[tuple[str, list[tuple[str, str]], bytes, bool]] = [
 ]
 
 
+def _requests_counted(metrics: str) -> list[str]:
+    return sorted(x for x in metrics.splitlines() if x.startswith("labelhub_http_requests_total{"))
+
+
 def _comparable(r: httpx.Response) -> tuple[int, list[tuple[str, str]], bytes]:
     return r.status_code, [(k, v) for k, v in r.headers.items() if k != "date"], r.content
 
@@ -176,6 +180,10 @@ async def test_fast_and_plain_routes_answer_alike(
     assert stored[0] == stored[1]
     # a-g, two unicode ones, and "h" from the text/plain body (parsed as JSON all the same)
     assert stored[0]["total"] == 10, stored[0]
+    # The request log and metrics see fast requests under their route template, as any other.
+    metrics = [(await client.get("/metrics")).text for client in (twin.fast, twin.plain)]
+    assert _requests_counted(metrics[0]) == _requests_counted(metrics[1])
+    assert 'method="PUT",route="/labels",status="200"' in "".join(_requests_counted(metrics[0]))
 
 
 async def test_concurrent_puts_share_batches_and_count_exactly(twin: Twin) -> None:
@@ -404,6 +412,8 @@ async def test_fast_and_plain_har_label_updates_answer_alike(
         for client in (twin.fast, twin.plain)
     ]
     assert listings[0] == listings[1]
+    metrics = [(await client.get("/metrics")).text for client in (twin.fast, twin.plain)]
+    assert _requests_counted(metrics[0]) == _requests_counted(metrics[1])
 
 
 async def test_concurrent_har_updates_keep_the_label_counts(twin: Twin, dialect: str) -> None:
