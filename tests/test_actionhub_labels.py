@@ -306,6 +306,22 @@ async def test_page_past_the_end_is_empty_with_the_true_total(ah: ActionHub) -> 
         "size": 100,
     }
     assert await ah.labels(page=99, search="l") == {"items": [], "total": 3, "page": 99, "size": 50}
+    # A search long enough for the trigram index: counted alongside the page, or alone past it.
+    await ah.put_labels([{"label": f"long-{i}", "weight": i} for i in range(5)])
+    body = await ah.labels(page=2, size=2, search="ONG-")
+    assert body == {
+        "items": [{"label": "long-2", "weight": 2.0}, {"label": "long-3", "weight": 3.0}],
+        "total": 5,
+        "page": 2,
+        "size": 2,
+    }
+    assert await ah.labels(page=4, size=2, search="ong-") == {
+        "items": [],
+        "total": 5,
+        "page": 4,
+        "size": 2,
+    }
+    assert await ah.labels(search="nowhere") == {"items": [], "total": 0, "page": 1, "size": 50}
 
 
 @pytest.mark.parametrize(

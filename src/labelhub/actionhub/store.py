@@ -242,20 +242,27 @@ def _page(
         return [], 0
     source, where, extra = _search_filter(conn, table, search_column, folded)
     params.update(extra)
-    total = conn.execute(
-        text(f"SELECT count(*) FROM {source} WHERE t.program_pk = :pk AND {where}"), params
-    ).scalar_one()
-    if offset >= total:
-        return [], total
-    matches = f"SELECT {columns} FROM {source} WHERE t.program_pk = :pk AND {where}"
+    # One pass finds the matches, counts them (a window over all of them) and sorts out the
+    # page: a separate count(*) first ran the search twice (W5 at 1M labels, SQLite: a search
+    # with 1,000 matches 12.4 -> 7.3 ms, with 20,000 matches 41 -> 31 ms).
+    counted = "count(*) OVER () AS matches_in_all"
+    matches = f"FROM {source} WHERE t.program_pk = :pk AND {where}"
     if conn.dialect.name == "postgresql":
         # Filter first (the trigram index), then sort the matches: left to itself the planner may
         # walk the primary key in order and test every row, which is slow for mid-size matches.
-        matches = f"WITH m AS MATERIALIZED ({matches}) SELECT * FROM m t"
-    rows = conn.execute(
-        text(f"{matches} ORDER BY t.{key} LIMIT :size OFFSET :offset"), params
-    ).all()
-    return rows, total
+        query = f"WITH m AS MATERIALIZED (SELECT {columns} {matches}) SELECT *, {counted} FROM m t"
+    else:
+        query = f"SELECT {columns}, {counted} {matches}"
+    rows = conn.execute(text(f"{query} ORDER BY t.{key} LIMIT :size OFFSET :offset"), params).all()
+    if rows:
+        return rows, int(rows[0].matches_in_all)
+    if offset == 0:
+        return [], 0
+    # A page past the last match: count them on their own.
+    total = conn.execute(
+        text(f"SELECT count(*) FROM {source} WHERE t.program_pk = :pk AND {where}"), params
+    ).scalar_one()
+    return [], total
 
 
 # --- labels ---------------------------------------------------------------------------------
