@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
 from labelhub.actionhub import recommender
@@ -480,21 +480,74 @@ def _asset_values(pk: int, row: AssetRow, now: int) -> dict[str, Any]:
     }
 
 
-def _dialect_insert(conn: Connection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+# SQLite: the stored assets among those sent (driven from the JSON array through the primary
+# key), then executemany of the inserts and of the rewrites, fed as plain tuples: a statement of
+# 1,000 rows of VALUES compiled afresh for every request cost more than writing them.
+STORED_ASSETS_SQLITE = (
+    "SELECT a.asset_id, a.asset_name, a.labels FROM json_each(?) AS j CROSS JOIN assets AS a "
+    "ON a.program_pk = ? AND a.asset_id = j.value"
+)
+INSERT_ASSET_SQLITE = (
+    "INSERT INTO assets (program_pk, asset_id, asset_name, labels, search_text, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+REWRITE_ASSET_SQLITE = (
+    "UPDATE assets SET asset_name = ?, labels = ?, search_text = ?, updated_at = ? "
+    "WHERE program_pk = ? AND asset_id = ?"
+)
+
+
+def _asset_tuple(row: AssetRow, now: int) -> tuple[Any, ...]:
+    search_text = asset_search_text(row.asset_id, row.asset_name, row.labels)
+    return (row.asset_name, json.dumps(row.labels), search_text, now)
 
 
 def upsert_assets(conn: Connection, pk: int, patches: Sequence[AssetPatch]) -> Upserted:
-    """Create unknown assets and patch known ones: three set-based statements per 1,000 assets.
+    """Create unknown assets and patch known ones (fields sent replace the stored ones)."""
+    merged = _merge(patches)
+    if conn.dialect.name == "sqlite":
+        created, known = _upsert_assets_sqlite(conn, pk, merged)
+    else:
+        created, known = _upsert_assets_postgresql(conn, pk, merged)
+    _add_to_counts(conn, pk, assets=created)
+    return Upserted(created, known)
+
+
+def _upsert_assets_sqlite(
+    conn: Connection, pk: int, merged: dict[str, AssetPatch]
+) -> tuple[int, int]:
+    now = now_ms()
+    ids = json.dumps(list(merged), ensure_ascii=False)
+    stored = {
+        asset_id: AssetRow(asset_id, name, json_list(labels))
+        for asset_id, name, labels in conn.exec_driver_sql(STORED_ASSETS_SQLITE, (ids, pk))
+    }
+    fresh = [a for a in merged if a not in stored]
+    if fresh:
+        rows = [_apply(merged[a], None) for a in fresh]
+        conn.exec_driver_sql(
+            INSERT_ASSET_SQLITE, [(pk, r.asset_id, *_asset_tuple(r, now)) for r in rows]
+        )
+        _index_new(conn, "assets", "search_text", "asset_id", pk, fresh)
+    if stored:
+        rows = [_apply(merged[a], base) for a, base in stored.items()]
+        conn.exec_driver_sql(
+            REWRITE_ASSET_SQLITE, [(*_asset_tuple(r, now), pk, r.asset_id) for r in rows]
+        )
+    return len(fresh), len(stored)
+
+
+def _upsert_assets_postgresql(
+    conn: Connection, pk: int, merged: dict[str, AssetPatch]
+) -> tuple[int, int]:
+    """Three set-based statements per 1,000 assets.
 
     1. Insert every asset as if new (``ON CONFLICT DO NOTHING``): what comes back was created.
-       On PostgreSQL this waits for a concurrent insert of the same asset to commit first.
-    2. Read the others, locked (``FOR UPDATE`` on PostgreSQL; SQLite has one writer at a time).
+       This waits for a concurrent insert of the same asset to commit first.
+    2. Read the others, locked (``FOR UPDATE``).
     3. Write them back with the sent fields applied over what was stored.
     """
-    merged = _merge(patches)
     now = now_ms()
-    dialect_insert = _dialect_insert(conn)
     created: set[str] = set()
     known: list[str] = []
     ids = list(merged)
@@ -503,29 +556,27 @@ def upsert_assets(conn: Connection, pk: int, patches: Sequence[AssetPatch]) -> U
         fresh = [_asset_values(pk, _apply(merged[a], None), now) for a in chunk]
         inserted = set(
             conn.execute(
-                dialect_insert(Asset)
+                postgresql.insert(Asset)
                 .values(fresh)
                 .on_conflict_do_nothing()
                 .returning(Asset.asset_id)
             ).scalars()
         )
         created |= inserted
-        if conn.dialect.name == "sqlite":
-            _index_new(conn, "assets", "search_text", "asset_id", pk, sorted(inserted))
         stale = [a for a in chunk if a not in inserted]
         if not stale:
             continue
         known += stale
-        query = select(Asset.asset_id, Asset.asset_name, Asset.labels).where(
-            Asset.program_pk == pk, Asset.asset_id.in_(stale)
+        query = (
+            select(Asset.asset_id, Asset.asset_name, Asset.labels)
+            .where(Asset.program_pk == pk, Asset.asset_id.in_(stale))
+            .with_for_update()
         )
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
         stored = {
             r.asset_id: AssetRow(r.asset_id, r.asset_name, r.labels) for r in conn.execute(query)
         }
         rows = [_asset_values(pk, _apply(merged[a], stored.get(a)), now) for a in stale]
-        statement = dialect_insert(Asset).values(rows)
+        statement = postgresql.insert(Asset).values(rows)
         conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[Asset.program_pk, Asset.asset_id],
@@ -537,8 +588,7 @@ def upsert_assets(conn: Connection, pk: int, patches: Sequence[AssetPatch]) -> U
                 },
             )
         )
-    _add_to_counts(conn, pk, assets=len(created))
-    return Upserted(len(created), len(known))
+    return len(created), len(known)
 
 
 def list_assets(
