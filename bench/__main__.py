@@ -52,6 +52,11 @@ def main() -> None:
     parser.add_argument("--skip-scale", action="store_true", help="leave out W5/W6")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument(
+        "--mlflow",
+        default=shutil.which("mlflow"),
+        help="the mlflow executable, for W1's set-tag baseline (default: mlflow on PATH)",
+    )
     args = parser.parse_args()
     ensure_wrk()
     out = Path(args.out)
@@ -69,6 +74,8 @@ def main() -> None:
         throughput = ["--runs", runs]
         if args.quick:
             throughput += ["--seconds", "1", "--connections", "16", "--quick"]
+        if args.mlflow and not args.quick:
+            throughput += ["--mlflow", args.mlflow]
         run("throughput", *common, *throughput)
         run("bulk", *common, "--runs", runs, *(["--quick"] if args.quick else []))
         if not args.skip_scale:

@@ -93,6 +93,16 @@ def throughput_section(report: dict[str, Any]) -> list[str]:
                 f"| {result['labelhub_peak_rss_mb']} MB |"
             )
     lines.append("")
+    mlflow = report.get("mlflow_set_tag")
+    if mlflow:
+        lines += [
+            f"Baseline {mlflow['version']} tracking server (one worker, SQLite store), "
+            f"`POST /api/2.0/mlflow/registered-models/set-tag` at 64 connections: "
+            f"{mmm(mlflow['rps'])} req/s, p50 / p99 {mlflow['p50_ms']['median']} / "
+            f"{mlflow['p99_ms']['median']} ms, {mlflow['errors']} errors; "
+            f"**W1 / MLflow = {mlflow['ratio_w1_vs_mlflow']} times**.",
+            "",
+        ]
     if later:
         lines += ["Rows rerun later, after a change, by: " + "; ".join(later), ""]
     return lines

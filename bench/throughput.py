@@ -121,6 +121,14 @@ request = function()
   }, '{"labels": [' .. table.concat(parts, ", ") .. ']}')
 end
 """,
+    "MLFLOW": """
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "/api/2.0/mlflow/registered-models/set-tag", {
+    ["content-type"] = "application/json",
+  }, '{"name": "bench", "key": "tag-' .. (counter %% 10) .. '", "value": "value-' .. counter .. '"}')
+end
+""",
     "W3": """
 request = function()
   counter = counter + 1
@@ -209,10 +217,71 @@ def seed(base: str, admin: str, workloads: list[str], scale: float = 1.0) -> Non
 def start(
     args: list[str], env: dict[str, str], cwd: str, port: int
 ) -> tuple[subprocess.Popen[bytes], str]:
-    proc = subprocess.Popen(args, env=env, cwd=cwd, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     base = f"http://127.0.0.1:{port}"
     wait_up(base)
     return proc, base
+
+
+def start_mlflow(mlflow: str, tmp: str) -> tuple[subprocess.Popen[bytes], str]:
+    """MLflow's tracking server (one worker, SQLite store) with a registered model "bench"."""
+    port = free_port()
+    proc, base = start(
+        [
+            mlflow,
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp}/mlflow.db",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        {k: v for k, v in os.environ.items() if not k.startswith("LABELHUB_")},
+        tmp,
+        port,
+    )
+    httpx.post(
+        base + "/api/2.0/mlflow/registered-models/create", json={"name": "bench"}, timeout=30
+    ).raise_for_status()
+    return proc, base
+
+
+def mlflow_version(mlflow: str) -> str:
+    return subprocess.run([mlflow, "--version"], capture_output=True, text=True).stdout.strip()
+
+
+def mlflow_baseline(
+    args: argparse.Namespace,
+    procs: dict[str, subprocess.Popen[bytes]],
+    tmp: str,
+    w1: dict[str, Any],
+) -> dict[str, Any]:
+    """MLflow's set-tag on a registered model, at 64 connections, against W1 of this run."""
+    procs["mlflow"], base = start_mlflow(args.mlflow, tmp)
+    script = Path(tmp) / "mlflow.lua"
+    script.write_text(LUA_COMMON + LUA["MLFLOW"] % {})
+    runs = [run_wrk(base, script, 64, args.seconds, "") for _ in range(args.runs)]
+    figures: dict[str, Any] = {
+        "version": mlflow_version(args.mlflow),
+        "rps": summary(runs, "rps"),
+        "p50_ms": summary(runs, "p50_ms"),
+        "p99_ms": summary(runs, "p99_ms"),
+        "errors": sum(r["errors"] for r in runs),
+        "runs": runs,
+    }
+    figures["ratio_w1_vs_mlflow"] = round(w1["rps"]["median"] / figures["rps"]["median"], 1)
+    print(
+        f"{args.db} MLflow set-tag c64: {figures['rps']['median']:.0f} req/s "
+        f"p99 {figures['p99_ms']['median']} ms errors {figures['errors']}; "
+        f"W1 / MLflow {figures['ratio_w1_vs_mlflow']}",
+        flush=True,
+    )
+    return figures
 
 
 def main() -> None:
@@ -225,6 +294,11 @@ def main() -> None:
     parser.add_argument("--connections", default="64,16")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--quick", action="store_true", help="a tenth of the data (smoke)")
+    parser.add_argument(
+        "--mlflow",
+        default=shutil.which("mlflow"),
+        help="the mlflow executable, for the set-tag baseline of W1 (default: mlflow on PATH)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
@@ -307,6 +381,10 @@ def main() -> None:
                     )
                 result["labelhub_peak_rss_mb"] = peak_rss_mb(procs["labelhub"].pid)
                 report["workloads"][workload] = result
+            if args.mlflow and "W1" in workloads:
+                report["mlflow_set_tag"] = mlflow_baseline(
+                    args, procs, tmp, report["workloads"]["W1"]["c64"]["labelhub"]
+                )
         finally:
             for proc in procs.values():
                 proc.terminate()
