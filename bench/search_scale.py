@@ -77,7 +77,7 @@ def main() -> None:
         load,
         workloads,
         lambda admin: {"actionhub-key": admin, "program-id": "bench"},
-        "program_labels t",
+        "program_labels",
     )
 
 
