@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from labelhub.actionhub.worker import QueueWorker
 from labelhub.core.db import Database
 from labelhub.core.errors import PayloadTooLarge
+from labelhub.core.fast import replay
 from labelhub.core.keys import display_prefix, looks_like_key
 
 access_log = logging.getLogger("labelhub.access")
@@ -227,17 +228,7 @@ class BodyLimit:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay(b"".join(chunks), receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = PayloadTooLarge(f"Request body is larger than the limit of {self.limit} bytes")

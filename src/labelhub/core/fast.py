@@ -136,7 +136,7 @@ class FastRoutes:
                     await self.render(scope["path"], error)(scope, receive, send)
                     return
         if answer is None:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         status, content, extra = answer
         payload = render_json(content)
@@ -154,14 +154,15 @@ class FastRoutes:
         await send({"type": "http.response.body", "body": payload})
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands on ``body`` (already read) as one message, then the rest."""
     delivered = False
 
-    async def replay() -> Message:
+    async def replayed() -> Message:
         nonlocal delivered
         if not delivered:
             delivered = True
             return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
-    return replay
+    return replayed
