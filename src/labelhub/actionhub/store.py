@@ -259,10 +259,7 @@ def _page(
     if offset == 0:
         return [], 0
     # A page past the last match: count them on their own.
-    total = conn.execute(
-        text(f"SELECT count(*) FROM {source} WHERE t.program_pk = :pk AND {where}"), params
-    ).scalar_one()
-    return [], total
+    return [], conn.execute(text(f"SELECT count(*) {matches}"), params).scalar_one()
 
 
 # --- labels ---------------------------------------------------------------------------------

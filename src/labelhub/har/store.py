@@ -242,50 +242,8 @@ def find_artifact(
 def _write_labels(
     conn: Connection, registry: RegistryRow, artifact_id: int, new: list[str], old: list[str]
 ) -> None:
-    """Set an artifact's labels from ``old`` to ``new``; keep the registry's label counts."""
-    added = [label for label in new if label not in set(old)]
-    removed = [label for label in old if label not in set(new)]
-    if removed:
-        conn.execute(
-            delete(ArtifactLabel).where(
-                ArtifactLabel.artifact_id == artifact_id, ArtifactLabel.label.in_(removed)
-            )
-        )
-        _count_labels(conn, registry, removed, -1)
-    if added:
-        conn.execute(
-            insert(ArtifactLabel),
-            [
-                {"artifact_id": artifact_id, "label": label, "registry_id": registry.id}
-                for label in added
-            ],
-        )
-        _count_labels(conn, registry, added, +1)
-
-
-def _count_labels(conn: Connection, registry: RegistryRow, labels: list[str], step: int) -> None:
-    if step > 0:
-        statement = _insert(conn)(RegistryLabel).values(
-            [
-                {
-                    "registry_id": registry.id,
-                    "label": label,
-                    "label_folded": label.casefold(),
-                    "artifacts": 1,
-                }
-                for label in labels
-            ]
-        )
-        conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=[RegistryLabel.registry_id, RegistryLabel.label],
-                set_={"artifacts": RegistryLabel.artifacts + 1},
-            )
-        )
-        return
-    mine = (RegistryLabel.registry_id == registry.id) & RegistryLabel.label.in_(labels)
-    conn.execute(update(RegistryLabel).where(mine).values(artifacts=RegistryLabel.artifacts - 1))
-    conn.execute(delete(RegistryLabel).where(mine, RegistryLabel.artifacts <= 0))
+    """Set one artifact's labels from ``old`` to ``new``; keep the registry's label counts."""
+    _write_label_changes(conn, {artifact_id: registry.id}, {artifact_id: old}, {artifact_id: new})
 
 
 def register_artifact(
@@ -434,7 +392,9 @@ def replace_label_sets(
         touched[row.id] = registry.id
         results.append(replace(current, modified_at=now, labels=replacement.labels))
     if touched:
-        _write_label_changes(conn, touched, stored, labels, now)
+        _write_label_changes(conn, touched, stored, labels)
+        # Read in this write transaction (locked on PostgreSQL): the rows are all there.
+        conn.execute(_TOUCH, [{"now": now, "artifact": artifact} for artifact in sorted(touched)])
     return results
 
 
@@ -453,9 +413,9 @@ def _write_label_changes(
     touched: dict[int, int],
     before: dict[int, list[str]],
     after: dict[int, list[str]],
-    now: int,
 ) -> None:
-    """Write the net change of the artifacts' labels, their registries' counts and modifiedAt."""
+    """Write the net change of artifacts' labels (``touched``: artifact id -> registry id) from
+    ``before`` to ``after``, and keep their registries' label counts: a few statements for all."""
     dropped: list[dict[str, Any]] = []
     added: list[dict[str, Any]] = []
     steps: Counter[tuple[int, str]] = Counter()
@@ -486,8 +446,6 @@ def _write_label_changes(
     if down:
         conn.execute(_COUNT_DOWN, down)
         conn.execute(_DROP_UNUSED, down)
-    # The rows were read in this write transaction (locked on PostgreSQL): they are all there.
-    conn.execute(_TOUCH, [{"now": now, "artifact": artifact} for artifact in sorted(touched)])
 
 
 def delete_artifact(
