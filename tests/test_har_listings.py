@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -162,6 +163,46 @@ async def test_paging(filled: Har) -> None:
         names(await get(filled, path)), key=str.encode
     )
     assert pages[3]["artifacts"] == []
+
+
+async def test_filtered_listing_is_the_full_listing_filtered(
+    client: httpx.AsyncClient, make_key: Callable[..., str]
+) -> None:
+    """Label filters, a search and paging, in every sort: the same artifacts, order and count as
+    the unfiltered listing (another code path: kept counts, no label join) filtered here."""
+    h = Har(client, make_key("space:acct=edit"), make_key)
+    await h.registry("acct", "many", "DOCKER")
+    await h.registry("acct/team", "more", "DOCKER")
+    rng = random.Random(5)
+    for i in range(36):
+        labels = [label for label in ("red", "green", "blue", "cyan") if rng.random() < 0.5]
+        registry = "acct%2Fmany" if i % 4 else "acct%2Fteam%2Fmore"
+        name = f"img-{i:02d}" + ("-X" if i % 3 == 0 else "")
+        assert (await h.artifact(registry, name, labels=labels)).status_code == 201
+    for path in ("/registry/acct%2Fmany/artifacts", "/spaces/acct/artifacts"):
+        for sort in (
+            {"sort_field": "name", "sort_order": "ASC"},
+            {"sort_field": "lastModified", "sort_order": "DESC"},
+            {"sort_field": "downloadsCount", "sort_order": "ASC"},
+        ):
+            full = (await get(h, path, size=100, **sort))["artifacts"]
+            for wanted in ([], ["red"], ["blue", "red"], ["green", "cyan", "blue"], ["red", "no"]):
+                for search in (None, "-x", "IMG-1"):
+                    expected = [
+                        a["name"]
+                        for a in full
+                        if set(wanted) <= set(a["labels"])
+                        and (search is None or search.casefold() in a["name"].casefold())
+                    ]
+                    params: dict[str, Any] = {"label": wanted, "size": 4, **sort}
+                    if search is not None:
+                        params["search_term"] = search
+                    seen: list[str] = []
+                    for page in range(len(expected) // 4 + 2):  # one page past the end
+                        data = await get(h, path, page=page, **params)
+                        assert data["itemCount"] == len(expected), (path, sort, wanted, search)
+                        seen += names(data)
+                    assert seen == expected, (path, sort, wanted, search)
 
 
 async def test_artifact_type_on_listings(filled: Har) -> None:

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
+    and_,
     bindparam,
     delete,
-    exists,
     func,
     insert,
     select,
@@ -509,80 +509,110 @@ def list_artifacts(
 ) -> tuple[list[ArtifactListItem], int]:
     """Artifacts of the given registries carrying every label in ``q.labels``, one page."""
     labels, search, artifact_type = q.labels, q.search, q.artifact_type
-    page, size, sort_field, sort_order = q.page, q.size, q.sort_field, q.sort_order
     by_id = {r.id: r for r in registries}
     if not by_id or _unmatchable(search) or any(_unmatchable(label) for label in labels):
         return [], 0  # stored labels and names hold no control characters
-    query = select(*_ARTIFACT_COLUMNS, Artifact.registry_id).where(Artifact.registry_id.in_(by_id))
-    if artifact_type is not None:
-        query = query.where(Artifact.artifact_type == artifact_type)
-    wanted = sorted(set(labels))
-    if wanted:
-        # Start from the rarest label (the kept registry counts say which), then check the
-        # others per candidate on the (artifact_id, label) key: work grows with the rarest
-        # label's artifacts, not with the registry.
-        frequency = dict(
-            conn.execute(
-                select(RegistryLabel.label, func.sum(RegistryLabel.artifacts))
-                .where(RegistryLabel.registry_id.in_(by_id), RegistryLabel.label.in_(wanted))
-                .group_by(RegistryLabel.label)
-            ).all()
-        )
-        if len(frequency) < len(wanted):
-            return [], 0  # some label is on no artifact of these registries
-        rarest, *others = sorted(wanted, key=lambda label: frequency[label])
-        query = query.where(
-            Artifact.id.in_(
-                select(ArtifactLabel.artifact_id).where(
-                    ArtifactLabel.registry_id.in_(by_id), ArtifactLabel.label == rarest
-                )
-            )
-        )
-        for other in others:
-            query = query.where(
-                exists().where(
-                    ArtifactLabel.artifact_id == Artifact.id, ArtifactLabel.label == other
-                )
-            )
-    if search:
-        query = query.where(_contains(conn, Artifact.name_folded, search))
-    if wanted and not search and artifact_type is None:
-        # Count on the label index alone (artifact_labels carries the registry): no artifact row
-        # needs reading, which also keeps PostgreSQL from scanning the artifacts table.
-        mine, other_label = ArtifactLabel, aliased(ArtifactLabel)
-        counted = select(func.count()).where(mine.registry_id.in_(by_id), mine.label == rarest)
-        for other in others:
-            counted = counted.where(
-                exists().where(
-                    other_label.artifact_id == mine.artifact_id, other_label.label == other
-                )
-            )
-        total = conn.execute(counted).scalar_one()
-    elif wanted or search or artifact_type is not None:
-        total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    else:  # every artifact of these registries: the kept counts
+    offset = offset_of(q.page, q.size, first_page=0)
+    column = ARTIFACT_SORT[q.sort_field]
+    ordering = (
+        (column.asc(), Artifact.id.asc())
+        if q.sort_order == "ASC"
+        else (column.desc(), Artifact.id.desc())
+    )
+    if not labels and search is None and artifact_type is None:
+        # Every artifact of these registries: the kept counts, and the page off the sort index.
         total = conn.execute(
             select(func.coalesce(func.sum(Registry.artifact_count), 0)).where(
                 Registry.id.in_(by_id)
             )
         ).scalar_one()
-    offset = offset_of(page, size, first_page=0)
-    if offset >= total:
+        if offset >= total:
+            return [], total
+        page_ids = conn.execute(
+            select(Artifact.id)
+            .where(Artifact.registry_id.in_(by_id))
+            .order_by(*ordering)
+            .limit(q.size)
+            .offset(offset)
+        ).scalars()
+        ids = list(page_ids)
+    else:
+        matches = _matching_artifacts(conn, by_id, labels)
+        if matches is None:
+            return [], 0  # some label is on no artifact of these registries
+        if artifact_type is not None:
+            matches = matches.where(Artifact.artifact_type == artifact_type)
+        if search:
+            matches = matches.where(_contains(conn, Artifact.name_folded, search))
+        # One pass finds the matches, counts them (a window over all of them) and sorts out the
+        # page's ids, reading only the sort key of each match; the page's rows are read after.
+        found = conn.execute(
+            matches.add_columns(func.count().over().label("matches_in_all"))
+            .order_by(*ordering)
+            .limit(q.size)
+            .offset(offset)
+        ).all()
+        if found:
+            ids, total = [row.id for row in found], int(found[0].matches_in_all)
+        else:  # past the last page (or no match): count alone
+            ids = []
+            total = conn.execute(select(func.count()).select_from(matches.subquery())).scalar_one()
+    if not ids:
         return [], total
-    column = ARTIFACT_SORT[sort_field]
-    ordering = (
-        (column.asc(), Artifact.id.asc())
-        if sort_order == "ASC"
-        else (column.desc(), Artifact.id.desc())
-    )
-    rows = conn.execute(query.order_by(*ordering).limit(size).offset(offset)).all()
-    labels_by_artifact = _labels_of(conn, [row.id for row in rows])
+    rows = {
+        row.id: row
+        for row in conn.execute(
+            select(*_ARTIFACT_COLUMNS, Artifact.registry_id).where(Artifact.id.in_(ids))
+        )
+    }
+    labels_by_artifact = _labels_of(conn, ids)
     return [
         ArtifactListItem(
-            by_id[row.registry_id], ArtifactRow(*row[:8], labels=labels_by_artifact[row.id])
+            by_id[rows[i].registry_id], ArtifactRow(*rows[i][:8], labels=labels_by_artifact[i])
         )
-        for row in rows
+        for i in ids
     ], total
+
+
+def _matching_artifacts(
+    conn: Connection, by_id: dict[int, RegistryRow], labels: list[str]
+) -> Any | None:
+    """``SELECT artifacts.id`` of the registries' artifacts carrying every label (None: a label
+    is on none of them).
+
+    Starts from the rarest label (the kept registry counts say which) and checks each other label
+    per candidate on the (registry_id, label, artifact_id) index, whose entries for one label lie
+    together, so the probes of a query walk one stretch of it: work grows with the rarest label's
+    artifacts, not with the registry (W6, bench/README.md).
+    """
+    wanted = sorted(set(labels))
+    if not wanted:
+        return select(Artifact.id).where(Artifact.registry_id.in_(by_id))
+    frequency = dict(
+        conn.execute(
+            select(RegistryLabel.label, func.sum(RegistryLabel.artifacts))
+            .where(RegistryLabel.registry_id.in_(by_id), RegistryLabel.label.in_(wanted))
+            .group_by(RegistryLabel.label)
+        ).all()
+    )
+    if len(frequency) < len(wanted):
+        return None
+    rarest, *others = sorted(wanted, key=lambda label: frequency[label])
+    first = aliased(ArtifactLabel)
+    query = select(Artifact.id).select_from(first)
+    for other in others:
+        also = aliased(ArtifactLabel)
+        query = query.join(
+            also,
+            and_(
+                also.registry_id == first.registry_id,
+                also.label == other,
+                also.artifact_id == first.artifact_id,
+            ),
+        )
+    return query.join(Artifact, Artifact.id == first.artifact_id).where(
+        first.registry_id.in_(by_id), first.label == rarest
+    )
 
 
 def list_registry_labels(
