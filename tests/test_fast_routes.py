@@ -261,6 +261,14 @@ HAR_CASES: list[tuple[str, str, list[tuple[str, str]], bytes, bool]] = [
         True,
     ),
     (
+        # what JSON encoders might write differently: quotes, backslashes, U+2028, astral emoji
+        "characters JSON escapes or not",
+        f"{HAR}/acct%2Freg/artifact/plain/labels",
+        _har_headers(),
+        _har_labels('q"uote', "back\\slash", "line\u2028sep", "😀", "</tag>"),
+        True,
+    ),
+    (
         "slash in name",
         f"{HAR}/acct%2Freg/artifact/a%2Fb/labels",
         _har_headers(),

@@ -53,10 +53,20 @@ class Metrics:
         if worker is not None:
             self.registry.register(_WorkerCollector(worker))
 
+        # Each (method, route, status)'s two series, looked up once: ``labels()`` costs a
+        # request more than counting it (and Prometheus keeps a series per key all the same).
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        labels = (method, route, str(status))
-        self.requests.labels(*labels).inc()
-        self.latency.labels(*labels).observe(seconds)
+        series = self._series.get((method, route, status))
+        if series is None:
+            labels = (method, route, str(status))
+            series = self._series[method, route, status] = (
+                self.requests.labels(*labels),
+                self.latency.labels(*labels),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
 
 class _DatabaseCollector:

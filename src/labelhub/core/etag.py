@@ -43,7 +43,11 @@ def not_modified(response: Response, tag: str, header: str | None) -> Response |
 
 
 def of(representation: BaseModel, *, exclude_none: bool = False) -> str:
-    data = representation.model_dump_json(exclude_none=exclude_none).encode()
+    return of_json(representation.model_dump_json(exclude_none=exclude_none).encode())
+
+
+def of_json(data: bytes) -> str:
+    """The tag of a representation already rendered as (pydantic's) JSON."""
     return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
 
 

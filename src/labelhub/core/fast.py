@@ -38,7 +38,7 @@ class FastRequest:
     body: Any  # the validated body model
 
 
-# ``(status, JSON-ready content, extra headers)``
+# ``(status, JSON-ready content or the JSON bytes themselves, extra headers)``
 Answer = tuple[int, Any, list[tuple[bytes, bytes]]]
 # Answers the request, or None to hand it on to FastAPI.
 Handler = Callable[[FastRequest], Awaitable[Answer | None]]
@@ -139,7 +139,7 @@ class FastRoutes:
             await self.app(scope, replay(body, receive), send)
             return
         status, content, extra = answer
-        payload = render_json(content)
+        payload = content if isinstance(content, bytes) else render_json(content)
         await send(
             {
                 "type": "http.response.start",
