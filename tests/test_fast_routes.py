@@ -502,3 +502,31 @@ async def test_a_chunked_body_is_read_once_and_answered_alike(twin: Twin) -> Non
         assert "content-length" not in answers[0].request.headers
         assert _comparable(answers[0]) == _comparable(answers[1])
     assert [a.status_code for a in answers] == [422, 422]
+
+
+async def test_an_unexpected_failure_answers_500_alike(
+    twin: Twin, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fast request never enters FastAPI, whose error middleware would answer a failure: the
+    fast route answers it the same (500 in the API's envelope), logs it and counts it."""
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("the store broke")
+
+    monkeypatch.setattr(actionhub_store, "upsert_label_sets", broken)
+    monkeypatch.setattr(har_store, "replace_label_sets", broken)
+    for method, path, headers, body in (
+        ("PUT", "/labels", _headers(), _labels(("a", 1))),
+        ("PUT", f"{HAR}/acct%2Freg/artifact/plain/labels", _har_headers(), _har_labels("a")),
+    ):
+        answers = [
+            await client.request(method, path, content=body, headers=headers)
+            for client in (twin.fast, twin.plain)
+        ]
+        assert _comparable(answers[0]) == _comparable(answers[1]), path
+        assert answers[0].status_code == 500
+        assert "Internal server error" in answers[0].text
+    assert sum("the store broke" in (r.exc_text or "") for r in caplog.records) >= 2
+    metrics = [(await client.get("/metrics")).text for client in (twin.fast, twin.plain)]
+    assert _requests_counted(metrics[0]) == _requests_counted(metrics[1])
+    assert 'status="500"' in "".join(_requests_counted(metrics[0]))

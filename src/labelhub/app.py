@@ -24,6 +24,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from labelhub import __version__, admin, ops
 from labelhub.actionhub import routes as actionhub_routes
@@ -137,6 +138,28 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     return render_error(request.url.path, 500, "Internal server error")
 
 
+class LabelhubApp(FastAPI):
+    """FastAPI with labelhub's own middleware (``edge``) in front of all of it, not inside.
+
+    Every HTTP request passes the edge first (request log and metrics, body limit, HAR path
+    canonicalisation, fast routes) and then, unless a fast route answered it, FastAPI whole
+    (``fastapi``): its telemetry, error middleware, exception handlers and router. Inside
+    FastAPI's stack the edge cost each fast request the stack's layers around it for nothing.
+    """
+
+    edge: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.edge is not None:
+            scope["app"] = self  # as Starlette sets it (the fast routes read app.state)
+            await self.edge(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def fastapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """The labelhub ASGI app. The schema must already be migrated (``labelhub serve`` does)."""
     database = db or Database(settings)
@@ -162,7 +185,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
             if db is None:  # we made it, we close it
                 database.close()
 
-    app = FastAPI(
+    app = LabelhubApp(
         title="labelhub",
         version=__version__,
         description=(
@@ -189,16 +212,18 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(actionhub_routes.router)
     app.include_router(har_routes.router)
 
-    # Added innermost first: the log sees every request, including refused bodies.
+    # labelhub's own middleware, outermost first: the log sees every request, including refused
+    # bodies; the fast routes answer theirs without entering FastAPI at all.
+    edge: ASGIApp = app.fastapi
     if settings.fast_routes:
-        app.add_middleware(
-            fast.FastRoutes,
+        edge = fast.FastRoutes(
+            edge,
             routes=[*actionhub_routes.FAST_ROUTES, *har_routes.FAST_ROUTES],
             render=render_labelhub_error,
         )
-    app.add_middleware(har_paths.CanonicalPaths, render=render_labelhub_error)
-    app.add_middleware(ops.BodyLimit, limit=settings.max_body_bytes, render=render_labelhub_error)
-    app.add_middleware(ops.RequestLog, metrics=app.state.metrics)
+    edge = har_paths.CanonicalPaths(edge, render=render_labelhub_error)
+    edge = ops.BodyLimit(edge, limit=settings.max_body_bytes, render=render_labelhub_error)
+    app.edge = ops.RequestLog(edge, metrics=app.state.metrics)
     return app
 
 

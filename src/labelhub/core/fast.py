@@ -9,14 +9,16 @@ answers the same bytes. Anything else -- a missing header, a bad body, an unknow
 goes on to FastAPI untouched (the body replayed), which answers it exactly as always. Errors met
 after the request was taken (403, 404, 503) are rendered by the app's own renderer.
 
-It sits inside labelhub's own middleware (request log and metrics, body limit, HAR path
-canonicalisation), so those see fast requests like any other. ``LABELHUB_FAST_ROUTES=false``
+It is the last of labelhub's own middleware (request log and metrics, body limit, HAR path
+canonicalisation), which stand in front of FastAPI (``labelhub.app.LabelhubApp``), so those see
+fast requests like any other and a fast request never enters FastAPI. ``LABELHUB_FAST_ROUTES=false``
 turns it off; the test suite checks that both ways answer the same.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from labelhub.core.errors import LabelhubError
 
 JSON = b"application/json"
+log = logging.getLogger("labelhub")
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,10 @@ class FastRoutes:
                 try:
                     answer = await route.handler(FastRequest(scope, params, headers, model))
                 except LabelhubError as error:
+                    await self.render(scope["path"], error)(scope, receive, send)
+                    return
+                except Exception as error:  # what FastAPI's error middleware would answer
+                    log.exception("unexpected error on %s %s", scope["method"], scope["path"])
                     await self.render(scope["path"], error)(scope, receive, send)
                     return
         if answer is None:
