@@ -136,6 +136,15 @@ CASES: list[tuple[str, list[tuple[str, str]], bytes, bool]] = [
     ("text/plain", [("content-type", "text/plain"), *_headers()[1:]], _labels(("h", 1)), False),
     ("empty body", _headers(), b"", False),
     ("not JSON", _headers(), b"{labels", False),
+    ("trailing text", _headers(), b'{"labels": []} x', False),
+    ("UTF-8 byte order mark", _headers(), b"\xef\xbb\xbf" + _labels(("i", 1)), False),
+    (
+        "repeated keys",
+        _headers(),
+        b'{"labels": [{"label": "j", "weight": 1, "weight": 2}], "labels": [{"label": "k", '
+        b'"weight": 3, "label": "l"}]}',
+        True,
+    ),
     ("not UTF-8", _headers(), b'{"labels": [{"label": "\xff", "weight": 1}]}', False),
     ("missing labels", _headers(), b"{}", False),
     ("NaN weight", _headers(), b'{"labels": [{"label": "h", "weight": NaN}]}', False),
@@ -183,8 +192,9 @@ async def test_fast_and_plain_routes_answer_alike(twin: Twin, handed_on: list[by
         r = await client.get("/labels", params={"size": 100}, headers=_headers())
         stored.append(r.json())
     assert stored[0] == stored[1]
-    # a-g, two unicode ones, and "h" from the text/plain body (parsed as JSON all the same)
-    assert stored[0]["total"] == 10, stored[0]
+    # a-g, two unicode ones, "h" from the text/plain body (parsed as JSON all the same), "i" from
+    # the body with a byte order mark and "l" from the repeated keys (the last one counts)
+    assert stored[0]["total"] == 12, stored[0]
     # The request log and metrics see fast requests under their route template, as any other.
     metrics = [(await client.get("/metrics")).text for client in (twin.fast, twin.plain)]
     assert _requests_counted(metrics[0]) == _requests_counted(metrics[1])
