@@ -58,6 +58,16 @@ async def test_labels_are_case_sensitive_and_stored_exactly(ah: ActionHub) -> No
     assert await ah.all_labels() == {n: float(i) for i, n in enumerate(names)}
 
 
+async def test_weights_come_back_as_the_same_doubles(ah: ActionHub) -> None:
+    """Every weight is stored and read back bit for bit, at the edges of the double range too."""
+    weights = [0.1, 1 / 3, -0.0, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, -1e300]
+    weights += [1e16 + 2, 123456789.12345679, -2.5]
+    body = [{"label": f"w{i}", "weight": w} for i, w in enumerate(weights)]
+    assert (await ah.put_labels(body)).status_code == 200
+    stored = await ah.all_labels()
+    assert [stored[f"w{i}"] for i in range(len(weights))] == weights
+
+
 async def test_numeric_strings_are_weights(ah: ActionHub) -> None:
     r = await ah.put_labels([{"label": "a", "weight": "2.5"}, {"label": "b", "weight": "-1e3"}])
     assert r.status_code == 200
