@@ -8,7 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event, text
 
+from labelhub.core import db as dbmod
 from tests.test_har_core import Har, envelope_error
 
 P = "/har/api/v1"
@@ -203,6 +205,35 @@ async def test_filtered_listing_is_the_full_listing_filtered(
                         assert data["itemCount"] == len(expected), (path, sort, wanted, search)
                         seen += names(data)
                     assert seen == expected, (path, sort, wanted, search)
+
+
+async def test_an_artifact_deleted_during_a_filtered_listing(
+    client: httpx.AsyncClient, make_key: Callable[..., str], database: dbmod.Database
+) -> None:
+    """The page's rows come with the matches, in one statement: an artifact deleted between the
+    listing's statements (PostgreSQL reads each statement at its own snapshot) is listed whole or
+    not at all, never a 500 (it was: the page's ids, then their rows, read apart)."""
+    h = Har(client, make_key("space:acct=edit"), make_key)
+    await h.registry("acct", "gone", "DOCKER")
+    for name in ("a", "b", "c"):
+        assert (await h.artifact("acct%2Fgone", name, labels=["x", "y"])).status_code == 201
+    deleted: list[str] = []
+
+    def delete_b_once(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "matches_in_all" in statement and not deleted:
+            deleted.append("b")
+            with database.engine.begin() as other:
+                other.execute(text("DELETE FROM artifacts WHERE name = 'b'"))
+
+    event.listen(database.engine, "after_cursor_execute", delete_b_once)
+    try:
+        data = await get(h, "/registry/acct%2Fgone/artifacts", label=["x", "y"], sort_field="name")
+    finally:
+        event.remove(database.engine, "after_cursor_execute", delete_b_once)
+    assert deleted
+    assert names(data) in (["c", "b", "a"], ["c", "a"])
+    assert data["itemCount"] == len(data["artifacts"])
+    assert names(await get(h, "/registry/acct%2Fgone/artifacts", label=["x", "y"])) != []
 
 
 async def test_artifact_type_on_listings(filled: Har) -> None:

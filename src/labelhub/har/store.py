@@ -519,6 +519,7 @@ def list_artifacts(
         if q.sort_order == "ASC"
         else (column.desc(), Artifact.id.desc())
     )
+    columns = (*_ARTIFACT_COLUMNS, Artifact.registry_id)
     if not labels and search is None and artifact_type is None:
         # Every artifact of these registries: the kept counts, and the page off the sort index.
         total = conn.execute(
@@ -528,14 +529,13 @@ def list_artifacts(
         ).scalar_one()
         if offset >= total:
             return [], total
-        page_ids = conn.execute(
-            select(Artifact.id)
+        rows = conn.execute(
+            select(*columns)
             .where(Artifact.registry_id.in_(by_id))
             .order_by(*ordering)
             .limit(q.size)
             .offset(offset)
-        ).scalars()
-        ids = list(page_ids)
+        ).all()
     else:
         matches = _matching_artifacts(conn, by_id, labels)
         if matches is None:
@@ -544,33 +544,41 @@ def list_artifacts(
             matches = matches.where(Artifact.artifact_type == artifact_type)
         if search:
             matches = matches.where(_contains(conn, Artifact.name_folded, search))
-        # One pass finds the matches, counts them (a window over all of them) and sorts out the
-        # page's ids, reading only the sort key of each match; the page's rows are read after.
-        found = conn.execute(
-            matches.add_columns(func.count().over().label("matches_in_all"))
+        # One statement (one snapshot: an artifact deleted meanwhile is in neither or both):
+        # the matches are found, counted (a window over all of them) and sorted by their sort
+        # key alone, then the page's rows are joined back.
+        page = (
+            matches.add_columns(
+                column.label("sort_key"), func.count().over().label("matches_in_all")
+            )
             .order_by(*ordering)
             .limit(q.size)
             .offset(offset)
-        ).all()
-        if found:
-            ids, total = [row.id for row in found], int(found[0].matches_in_all)
-        else:  # past the last page (or no match): count alone
-            ids = []
-            total = conn.execute(select(func.count()).select_from(matches.subquery())).scalar_one()
-    if not ids:
-        return [], total
-    rows = {
-        row.id: row
-        for row in conn.execute(
-            select(*_ARTIFACT_COLUMNS, Artifact.registry_id).where(Artifact.id.in_(ids))
+            .subquery()
         )
-    }
-    labels_by_artifact = _labels_of(conn, ids)
+        again = (
+            (page.c.sort_key.asc(), page.c.id.asc())
+            if q.sort_order == "ASC"
+            else (page.c.sort_key.desc(), page.c.id.desc())
+        )
+        rows = conn.execute(
+            select(*columns, page.c.matches_in_all)
+            .select_from(page)
+            .join(Artifact, Artifact.id == page.c.id)
+            .order_by(*again)
+        ).all()
+        if rows:
+            total = int(rows[0].matches_in_all)
+        else:  # past the last page (or no match): count alone
+            total = conn.execute(select(func.count()).select_from(matches.subquery())).scalar_one()
+    if not rows:
+        return [], total
+    labels_by_artifact = _labels_of(conn, [row.id for row in rows])
     return [
         ArtifactListItem(
-            by_id[rows[i].registry_id], ArtifactRow(*rows[i][:8], labels=labels_by_artifact[i])
+            by_id[row.registry_id], ArtifactRow(*row[:8], labels=labels_by_artifact[row.id])
         )
-        for i in ids
+        for row in rows
     ], total
 
 
