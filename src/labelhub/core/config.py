@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=1.0, gt=0)
     worker_batch: int = Field(default=16, ge=1, le=1000)
     log_level: str = "info"
-    # Answer the busiest well-formed requests without FastAPI's router (labelhub.core.fast).
+    # Answer the busiest well-formed requests without entering FastAPI (labelhub.core.fast).
     fast_routes: bool = True
 
     @field_validator("database_url")

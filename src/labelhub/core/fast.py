@@ -1,4 +1,4 @@
-"""Fast routes: the busiest requests, when well formed, answered without FastAPI's router.
+"""Fast routes: the busiest requests, when well formed, answered without entering FastAPI.
 
 FastAPI's routing, dependency solving and response handling cost a ``PUT /labels`` more than the
 database does once writes share transactions (bench/README.md, W1). A fast route takes a request
