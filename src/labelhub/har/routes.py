@@ -178,8 +178,13 @@ IfMatch = Annotated[
 ]
 
 
+def _summary_json(summary: schemas.ArtifactSummary) -> bytes:
+    """The summary as answers carry it (fields that are None left out)."""
+    return summary.model_dump_json(exclude_none=True).encode()
+
+
 def summary_etag(summary: schemas.ArtifactSummary) -> str:
-    return etag.of(summary, exclude_none=True)
+    return etag.of_json(_summary_json(summary))
 
 
 @router.get(
@@ -295,7 +300,7 @@ async def _fast_update_artifact_labels(request: fast.FastRequest) -> fast.Answer
     summary = await access.write_shared(update_label_sets, update)
     # One rendering serves the ETag and the body ({"status":"SUCCESS","data":<summary>}, the
     # bytes FastAPI's route sends: tests/test_fast_routes.py compares them).
-    data = summary.model_dump_json(exclude_none=True).encode()
+    data = _summary_json(summary)
     return 200, _SUCCESS_OPEN + data + b"}", [(b"etag", etag.of_json(data).encode())]
 
 

@@ -514,11 +514,7 @@ def list_artifacts(
         return [], 0  # stored labels and names hold no control characters
     offset = offset_of(q.page, q.size, first_page=0)
     column = ARTIFACT_SORT[q.sort_field]
-    ordering = (
-        (column.asc(), Artifact.id.asc())
-        if q.sort_order == "ASC"
-        else (column.desc(), Artifact.id.desc())
-    )
+    ordering = _ordered(q.sort_order, column, Artifact.id)
     columns = (*_ARTIFACT_COLUMNS, Artifact.registry_id)
     if not labels and search is None and artifact_type is None:
         # Every artifact of these registries: the kept counts, and the page off the sort index.
@@ -556,16 +552,11 @@ def list_artifacts(
             .offset(offset)
             .subquery()
         )
-        again = (
-            (page.c.sort_key.asc(), page.c.id.asc())
-            if q.sort_order == "ASC"
-            else (page.c.sort_key.desc(), page.c.id.desc())
-        )
         rows = conn.execute(
             select(*columns, page.c.matches_in_all)
             .select_from(page)
             .join(Artifact, Artifact.id == page.c.id)
-            .order_by(*again)
+            .order_by(*_ordered(q.sort_order, page.c.sort_key, page.c.id))
         ).all()
         if rows:
             total = int(rows[0].matches_in_all)
@@ -580,6 +571,11 @@ def list_artifacts(
         )
         for row in rows
     ], total
+
+
+def _ordered(order: str, *keys: Any) -> tuple[Any, ...]:
+    """``keys`` each ascending (``order`` "ASC") or each descending."""
+    return tuple(key.asc() if order == "ASC" else key.desc() for key in keys)
 
 
 def _matching_artifacts(
