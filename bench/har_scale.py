@@ -55,23 +55,27 @@ def load(url: str, size: int, admin: str) -> float:
             chunk = range(start, min(size, start + 10_000))
 
             def work(conn: Any, chunk: range = chunk) -> None:
-                ids = conn.execute(
-                    insert(Artifact).returning(Artifact.id, sort_by_parameter_order=True),
-                    [
-                        {
-                            "uuid": str(uuid.UUID(int=i + 1)),
-                            "registry_id": registry.id,
-                            "name": f"image-{i:07d}",
-                            "name_folded": f"image-{i:07d}",
-                            "artifact_type": "",
-                            "latest_version": "1.0",
-                            "downloads_count": i % 1000,
-                            "created_at": base + i,
-                            "modified_at": base + i,
-                        }
-                        for i in chunk
-                    ],
-                ).scalars()
+                ids: list[int] = (
+                    conn.execute(
+                        insert(Artifact).returning(Artifact.id, sort_by_parameter_order=True),
+                        [
+                            {
+                                "uuid": str(uuid.UUID(int=i + 1)),
+                                "registry_id": registry.id,
+                                "name": f"image-{i:07d}",
+                                "name_folded": f"image-{i:07d}",
+                                "artifact_type": "",
+                                "latest_version": "1.0",
+                                "downloads_count": i % 1000,
+                                "created_at": base + i,
+                                "modified_at": base + i,
+                            }
+                            for i in chunk
+                        ],
+                    )
+                    .scalars()
+                    .all()
+                )
                 rows = []
                 for artifact_id, i in zip(ids, chunk, strict=True):
                     for label in labels_of(i):
@@ -80,6 +84,7 @@ def load(url: str, size: int, admin: str) -> float:
                         )
                         counts[label] += 1
                 conn.execute(insert(ArtifactLabel), rows)
+                store.fill_search_labels(conn, ids)
 
             db.run_write(work)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from typing import Any
@@ -167,20 +168,65 @@ async def test_paging(filled: Har) -> None:
     assert pages[3]["artifacts"] == []
 
 
+COLOURS = ("red", "green", "blue", "cyan")
+
+
+def _search_labels_hold(database: dbmod.Database) -> None:
+    """PostgreSQL: every artifact's label array (the GIN-indexed copy the label filters use)
+    holds exactly its label rows, each as "<registry id>:<label>"."""
+    if database.dialect != "postgresql":
+        return
+    with database.engine.connect() as conn:
+        arrays = dict(conn.execute(text("SELECT id, search_labels FROM artifacts")).all())
+        expected: dict[int, list[str]] = {artifact: [] for artifact in arrays}
+        for artifact, registry, label in conn.execute(
+            text("SELECT artifact_id, registry_id, label FROM artifact_labels")
+        ):
+            expected[artifact].append(f"{registry}:{label}")
+    assert arrays and {a: sorted(v) for a, v in arrays.items()} == {
+        a: sorted(v) for a, v in expected.items()
+    }
+
+
 async def test_filtered_listing_is_the_full_listing_filtered(
-    client: httpx.AsyncClient, make_key: Callable[..., str]
+    client: httpx.AsyncClient, make_key: Callable[..., str], database: dbmod.Database
 ) -> None:
     """Label filters, a search and paging, in every sort: the same artifacts, order and count as
-    the unfiltered listing (another code path: kept counts, no label join) filtered here."""
+    the unfiltered listing (another code path: kept counts, no label join) filtered here; again
+    after label updates (several in one write batch, one artifact twice) and deletions."""
     h = Har(client, make_key("space:acct=edit"), make_key)
     await h.registry("acct", "many", "DOCKER")
     await h.registry("acct/team", "more", "DOCKER")
     rng = random.Random(5)
+    artifacts: list[tuple[str, str]] = []
     for i in range(36):
-        labels = [label for label in ("red", "green", "blue", "cyan") if rng.random() < 0.5]
+        labels = [label for label in COLOURS if rng.random() < 0.5]
         registry = "acct%2Fmany" if i % 4 else "acct%2Fteam%2Fmore"
         name = f"img-{i:02d}" + ("-X" if i % 3 == 0 else "")
         assert (await h.artifact(registry, name, labels=labels)).status_code == 201
+        artifacts.append((registry, name))
+    await _check_filtered_listings(h)
+    _search_labels_hold(database)
+
+    async def relabel(registry: str, name: str) -> None:
+        labels = [label for label in COLOURS if rng.random() < 0.5]
+        r = await client.put(
+            f"{P}/registry/{registry}/artifact/{name}/labels",
+            json={"labels": labels},
+            headers=h.h(),
+        )
+        assert r.status_code == 200, r.text
+
+    chosen = rng.sample(artifacts, 14)
+    await asyncio.gather(*(relabel(*artifact) for artifact in [*chosen, chosen[0]]))
+    for registry, name in rng.sample(artifacts, 5):
+        r = await client.delete(f"{P}/registry/{registry}/artifact/{name}", headers=h.h())
+        assert r.status_code == 200, r.text
+    _search_labels_hold(database)
+    await _check_filtered_listings(h)
+
+
+async def _check_filtered_listings(h: Har) -> None:
     for path in ("/registry/acct%2Fmany/artifacts", "/spaces/acct/artifacts"):
         for sort in (
             {"sort_field": "name", "sort_order": "ASC"},

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Connection, inspect
 
 from labelhub.core import db as dbmod
 from labelhub.core.config import Settings
 from labelhub.core.models import SEARCH_OBJECTS, Base, is_search_object
+from labelhub.har import store
 from tests.conftest import DatabaseFactory
+from tests.test_har_listings import _search_labels_hold
 
 
 def head_revision() -> str:
@@ -37,7 +39,7 @@ def _search_objects(db: dbmod.Database) -> set[str]:
 
 EXPECTED_SEARCH = {
     "sqlite": {"program_labels_fts", "assets_fts"},
-    "postgresql": {"ix_program_labels_trgm", "ix_assets_trgm"},
+    "postgresql": {"ix_program_labels_trgm", "ix_assets_trgm", "ix_artifacts_search_labels"},
 }
 
 
@@ -96,5 +98,44 @@ def test_sqlite_pragmas_hold_on_every_connection(databases: DatabaseFactory) -> 
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 3000
+    finally:
+        db.close()
+
+
+def test_artifact_label_arrays_are_filled_from_the_label_rows(databases: DatabaseFactory) -> None:
+    """Migration 0006 on a database that already holds labelled artifacts: on PostgreSQL each
+    artifact's label array is filled from its label rows; the label filter finds the same
+    artifacts before and after it (on SQLite the migration changes nothing)."""
+    db = dbmod.Database(Settings(database_url=databases.empty()))
+    query = store.ArtifactQuery(["a", "b"], None, None, 0, 50, "name", "ASC")
+    try:
+        with dbmod.migration_lock(db) as conn:
+            dbmod.upgrade(conn, "0005")
+
+        def fill(conn: Connection) -> None:
+            registries = [store.create_registry(conn, "acct", n, "DOCKER", "", []) for n in "xy"]
+            for i, labels in enumerate([["a", "b"], ["a"], ["b", "c", "a"], [], ["b"]] * 2):
+                store.register_artifact(conn, registries[i % 2], f"n{i}", None, None, labels)
+
+        # The 0005 schema, written by today's store: no label array yet (SQLite: the same).
+        if databases.dialect == "postgresql":
+            with db.engine.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE artifacts ADD COLUMN search_labels text[]")
+            db.run_write(fill)
+            with db.engine.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE artifacts DROP COLUMN search_labels")
+        else:
+            db.run_write(fill)
+        with dbmod.migration_lock(db) as conn:
+            dbmod.upgrade(conn)
+        _search_labels_hold(db)
+
+        def listed(conn: Connection) -> list[str]:
+            registries = [store.find_registry(conn, "acct", n) for n in "xy"]
+            items, total = store.list_artifacts(conn, registries, query)
+            assert total == len(items)
+            return [item.artifact.name for item in items]
+
+        assert db.run_read(listed) == ["n0", "n2", "n5", "n7"]
     finally:
         db.close()

@@ -4,7 +4,8 @@ Timestamps are integer Unix epoch milliseconds (UTC) on both dialects: HAR answe
 milliseconds, and integers sort and compare the same way on SQLite and PostgreSQL.
 Substring search has dialect-specific indexes that the models do not declare (the migrations
 create them, ``SEARCH_OBJECTS`` names them): SQLite FTS5 ``trigram`` tables kept by triggers, and
-PostgreSQL ``pg_trgm`` GIN indexes.
+PostgreSQL ``pg_trgm`` GIN indexes. On PostgreSQL, label filters of artifact listings also have
+one: each artifact's labels as an array under a GIN index (``artifacts.search_labels``).
 
 Text that is sorted on the wire uses byte-wise order on both dialects (SQLite's BINARY collation,
 PostgreSQL's "C" collation): for UTF-8 that is code-point order, the order of Python's ``sorted``.
@@ -64,7 +65,15 @@ def json_list(value: Any) -> list[Any]:
 HALF_LIFE_MS = 30 * 24 * 3600 * 1000
 
 # Names of the search structures the migrations create outside the models (see the docstring).
-SEARCH_OBJECTS = ("program_labels_fts", "assets_fts", "ix_program_labels_trgm", "ix_assets_trgm")
+SEARCH_OBJECTS = (
+    "program_labels_fts",
+    "assets_fts",
+    "ix_program_labels_trgm",
+    "ix_assets_trgm",
+    # PostgreSQL: artifacts.search_labels and its GIN index (migration 0006, har.store)
+    "search_labels",
+    "ix_artifacts_search_labels",
+)
 
 
 def is_search_object(name: str | None) -> bool:

@@ -10,11 +10,14 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
+    Text,
     and_,
     bindparam,
+    column,
     delete,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -326,6 +329,33 @@ _DROP_UNUSED = text(
     "AND artifacts <= 0"
 )
 _TOUCH = text("UPDATE artifacts SET modified_at = :now WHERE id = :artifact")
+# PostgreSQL: the artifact's label array (migration 0006) is written with the label rows; a
+# label update sets modifiedAt in the same statement.
+_TOUCH_POSTGRESQL = text(
+    "UPDATE artifacts SET modified_at = coalesce(:now, modified_at), "
+    "search_labels = coalesce(CAST(:labels AS text[]), search_labels) WHERE id = :artifact"
+)
+
+
+def _search_label(registry_id: int, label: str) -> str:
+    """An element of ``artifacts.search_labels``: one registry's entries are a posting list of
+    their own in the GIN index."""
+    return f"{registry_id}:{label}"
+
+
+def fill_search_labels(conn: Connection, artifact_ids: Sequence[int]) -> None:
+    """PostgreSQL: set these artifacts' label arrays from their label rows, for a bulk load that
+    writes ``artifact_labels`` itself (as ``bench.har_scale`` does)."""
+    if conn.dialect.name == "postgresql" and artifact_ids:
+        conn.execute(
+            text(
+                "UPDATE artifacts SET search_labels = found.labels FROM (SELECT artifact_id, "
+                "array_agg(registry_id || ':' || label ORDER BY label) AS labels "
+                "FROM artifact_labels WHERE artifact_id = ANY(:ids) GROUP BY artifact_id) AS found "
+                "WHERE artifacts.id = found.artifact_id"
+            ),
+            {"ids": list(artifact_ids)},
+        )
 
 
 def replace_labels(
@@ -392,9 +422,8 @@ def replace_label_sets(
         touched[row.id] = registry.id
         results.append(replace(current, modified_at=now, labels=replacement.labels))
     if touched:
-        _write_label_changes(conn, touched, stored, labels)
         # Read in this write transaction (locked on PostgreSQL): the rows are all there.
-        conn.execute(_TOUCH, [{"now": now, "artifact": artifact} for artifact in sorted(touched)])
+        _write_label_changes(conn, touched, stored, labels, now=now)
     return results
 
 
@@ -413,14 +442,23 @@ def _write_label_changes(
     touched: dict[int, int],
     before: dict[int, list[str]],
     after: dict[int, list[str]],
+    *,
+    now: int | None = None,
 ) -> None:
     """Write the net change of artifacts' labels (``touched``: artifact id -> registry id) from
-    ``before`` to ``after``, and keep their registries' label counts: a few statements for all."""
+    ``before`` to ``after``, and keep their registries' label counts: a few statements for all.
+    With ``now``, every touched artifact's ``modifiedAt`` becomes ``now``."""
     dropped: list[dict[str, Any]] = []
     added: list[dict[str, Any]] = []
     steps: Counter[tuple[int, str]] = Counter()
-    for artifact, registry in touched.items():
+    arrays: list[dict[str, Any]] = []  # PostgreSQL: search_labels, and modified_at
+    for artifact, registry in sorted(touched.items()):
         old, new = set(before[artifact]), set(after[artifact])
+        if old != new or now is not None:
+            changed = [_search_label(registry, label) for label in sorted(new)]
+            arrays.append(
+                {"artifact": artifact, "now": now, "labels": changed if old != new else None}
+            )
         for label in sorted(old - new):
             dropped.append({"artifact": artifact, "label": label})
             steps[registry, label] -= 1
@@ -446,6 +484,12 @@ def _write_label_changes(
     if down:
         conn.execute(_COUNT_DOWN, down)
         conn.execute(_DROP_UNUSED, down)
+    if not arrays:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(_TOUCH_POSTGRESQL, arrays)
+    elif now is not None:
+        conn.execute(_TOUCH, arrays)
 
 
 def delete_artifact(
@@ -513,8 +557,8 @@ def list_artifacts(
     if not by_id or _unmatchable(search) or any(_unmatchable(label) for label in labels):
         return [], 0  # stored labels and names hold no control characters
     offset = offset_of(q.page, q.size, first_page=0)
-    column = ARTIFACT_SORT[q.sort_field]
-    ordering = _ordered(q.sort_order, column, Artifact.id)
+    sort_key = ARTIFACT_SORT[q.sort_field]
+    ordering = _ordered(q.sort_order, sort_key, Artifact.id)
     columns = (*_ARTIFACT_COLUMNS, Artifact.registry_id)
     if not labels and search is None and artifact_type is None:
         # Every artifact of these registries: the kept counts, and the page off the sort index.
@@ -541,13 +585,18 @@ def list_artifacts(
         if search:
             matches = matches.where(_contains(conn, Artifact.name_folded, search))
         # One statement (one snapshot: an artifact deleted meanwhile is in neither or both):
-        # the matches are found, counted (a window over all of them) and sorted by their sort
-        # key alone, then the page's rows are joined back.
+        # the matches are found with their sort keys, counted (a window over all of them) and
+        # sorted by the sort key alone, then the page's rows are joined back. PostgreSQL must
+        # find the matches first (MATERIALIZED): left to itself it walks the sort index and
+        # filters every artifact of the registry (570 ms for 3,300 matches of 1M).
+        found = (
+            matches.add_columns(sort_key.label("sort_key"))
+            .cte("matches")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
+        )
         page = (
-            matches.add_columns(
-                column.label("sort_key"), func.count().over().label("matches_in_all")
-            )
-            .order_by(*ordering)
+            select(found.c.id, found.c.sort_key, func.count().over().label("matches_in_all"))
+            .order_by(*_ordered(q.sort_order, found.c.sort_key, found.c.id))
             .limit(q.size)
             .offset(offset)
             .subquery()
@@ -581,26 +630,37 @@ def _ordered(order: str, *keys: Any) -> tuple[Any, ...]:
 def _matching_artifacts(
     conn: Connection, by_id: dict[int, RegistryRow], labels: list[str]
 ) -> Any | None:
-    """``SELECT artifacts.id`` of the registries' artifacts carrying every label (None: a label
-    is on none of them).
+    """``SELECT artifacts.id`` of the registries' artifacts carrying every label (None: no
+    registry has them all).
 
-    Starts from the rarest label (the kept registry counts say which) and checks each other label
-    per candidate on the (registry_id, label, artifact_id) index, whose entries for one label lie
-    together, so the probes of a query walk one stretch of it: work grows with the rarest label's
-    artifacts, not with the registry (W6, bench/README.md).
+    On PostgreSQL, two labels or more are looked up in the GIN index of the artifacts' label
+    arrays (migration 0006), which intersects one posting list per label and registry. Otherwise
+    it starts from the rarest label (the kept registry counts say which) and checks each other
+    label per candidate on the (registry_id, label, artifact_id) index, whose entries for one
+    label lie together, so the probes of a query walk one stretch of it: work grows with the
+    rarest label's artifacts, not with the registry (W6, bench/README.md).
     """
     wanted = sorted(set(labels))
     if not wanted:
         return select(Artifact.id).where(Artifact.registry_id.in_(by_id))
-    frequency = dict(
-        conn.execute(
-            select(RegistryLabel.label, func.sum(RegistryLabel.artifacts))
-            .where(RegistryLabel.registry_id.in_(by_id), RegistryLabel.label.in_(wanted))
-            .group_by(RegistryLabel.label)
-        ).all()
-    )
-    if len(frequency) < len(wanted):
+    frequency: Counter[str] = Counter()
+    carried: Counter[int] = Counter()  # registry id -> how many of the labels it has
+    for registry_id, label, artifacts in conn.execute(
+        select(RegistryLabel.registry_id, RegistryLabel.label, RegistryLabel.artifacts).where(
+            RegistryLabel.registry_id.in_(by_id), RegistryLabel.label.in_(wanted)
+        )
+    ):
+        frequency[label] += artifacts
+        carried[registry_id] += 1
+    candidates = sorted(r for r, n in carried.items() if n == len(wanted))
+    if not candidates:
         return None
+    if conn.dialect.name == "postgresql" and len(wanted) > 1:
+        arrays = column("search_labels", postgresql.ARRAY(Text))
+        carrying = [[_search_label(r, label) for label in wanted] for r in candidates]
+        return select(Artifact.id).where(
+            Artifact.registry_id.in_(candidates), or_(*(arrays.contains(e) for e in carrying))
+        )
     rarest, *others = sorted(wanted, key=lambda label: frequency[label])
     first = aliased(ArtifactLabel)
     query = select(Artifact.id).select_from(first)
@@ -615,7 +675,7 @@ def _matching_artifacts(
             ),
         )
     return query.join(Artifact, Artifact.id == first.artifact_id).where(
-        first.registry_id.in_(by_id), first.label == rarest
+        first.registry_id.in_(candidates), first.label == rarest
     )
 
 
