@@ -454,11 +454,11 @@ def _write_label_changes(
     arrays: list[dict[str, Any]] = []  # PostgreSQL: search_labels, and modified_at
     for artifact, registry in sorted(touched.items()):
         old, new = set(before[artifact]), set(after[artifact])
-        if old != new or now is not None:
-            changed = [_search_label(registry, label) for label in sorted(new)]
-            arrays.append(
-                {"artifact": artifact, "now": now, "labels": changed if old != new else None}
-            )
+        if old != new:
+            array = [_search_label(registry, label) for label in sorted(new)]
+            arrays.append({"artifact": artifact, "now": now, "labels": array})
+        elif now is not None:
+            arrays.append({"artifact": artifact, "now": now, "labels": None})
         for label in sorted(old - new):
             dropped.append({"artifact": artifact, "label": label})
             steps[registry, label] -= 1
@@ -558,7 +558,6 @@ def list_artifacts(
         return [], 0  # stored labels and names hold no control characters
     offset = offset_of(q.page, q.size, first_page=0)
     sort_key = ARTIFACT_SORT[q.sort_field]
-    ordering = _ordered(q.sort_order, sort_key, Artifact.id)
     columns = (*_ARTIFACT_COLUMNS, Artifact.registry_id)
     if not labels and search is None and artifact_type is None:
         # Every artifact of these registries: the kept counts, and the page off the sort index.
@@ -572,7 +571,7 @@ def list_artifacts(
         rows = conn.execute(
             select(*columns)
             .where(Artifact.registry_id.in_(by_id))
-            .order_by(*ordering)
+            .order_by(*_ordered(q.sort_order, sort_key, Artifact.id))
             .limit(q.size)
             .offset(offset)
         ).all()
