@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, text
+from sqlalchemy import Connection, String, bindparam, delete, insert, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
@@ -31,6 +31,7 @@ from labelhub.core.keys import now_ms
 from labelhub.core.memo import after_commit, forget, memo
 from labelhub.core.models import HALF_LIFE_MS, Asset, Program, ProgramLabel, json_list
 from labelhub.core.pagination import offset_of
+from labelhub.core.sql import DIALECTS, one_of
 
 # Rows per multi-row statement: 1,000 assets of 6 columns stay far below both dialects'
 # parameter limits (SQLite 32,766; PostgreSQL 65,535).
@@ -106,9 +107,12 @@ def program_pk(conn: Connection, program_id: str) -> int | None:
     return found
 
 
-PROGRAM_PKS = select(Program.program_id, Program.id).where(
-    Program.program_id.in_(bindparam("program_ids", expanding=True))
-)
+PROGRAM_PKS = {
+    dialect: select(Program.program_id, Program.id).where(
+        one_of(Program.program_id, "program_ids", String, dialect)
+    )
+    for dialect in DIALECTS
+}
 
 
 def program_pks(conn: Connection, program_ids: Iterable[str]) -> None:
@@ -118,7 +122,8 @@ def program_pks(conn: Connection, program_ids: Iterable[str]) -> None:
     if not wanted:
         return
     found = {
-        program_id: pk for program_id, pk in conn.execute(PROGRAM_PKS, {"program_ids": wanted})
+        program_id: pk
+        for program_id, pk in conn.execute(PROGRAM_PKS[conn.dialect.name], {"program_ids": wanted})
     }
     for program_id in wanted:
         cache["program", program_id] = found.get(program_id)

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
+    Integer,
+    String,
     Text,
     and_,
     bindparam,
@@ -32,6 +34,7 @@ from labelhub.core.keys import now_ms
 from labelhub.core.memo import memo
 from labelhub.core.models import Artifact, ArtifactLabel, Registry, RegistryLabel, Space
 from labelhub.core.pagination import offset_of
+from labelhub.core.sql import DIALECTS, one_of
 from labelhub.har.schemas import IDENTIFIER
 
 HUGGINGFACE = "HUGGINGFACE"
@@ -198,17 +201,20 @@ def check_artifact_type(registry: RegistryRow, artifact_type: str | None) -> Non
 
 # Built once: a statement built per call cost a write batch of W2 more than running it did
 # (SQLAlchemy coerces each IN value and keys its compile cache anew; 9 % of the c16 profile).
-_LABELS_OF = (
-    select(ArtifactLabel.artifact_id, ArtifactLabel.label)
-    .where(ArtifactLabel.artifact_id.in_(bindparam("ids", expanding=True)))
+_LABELS_OF = {
+    dialect: select(ArtifactLabel.artifact_id, ArtifactLabel.label)
+    .where(one_of(ArtifactLabel.artifact_id, "ids", Integer, dialect))
     .order_by(ArtifactLabel.artifact_id, ArtifactLabel.label)
-)
+    for dialect in DIALECTS
+}
 
 
 def _labels_of(conn: Connection, artifact_ids: list[int]) -> dict[int, list[str]]:
     found: dict[int, list[str]] = {a: [] for a in artifact_ids}
     if artifact_ids:
-        for artifact_id, label in conn.execute(_LABELS_OF, {"ids": artifact_ids}):
+        for artifact_id, label in conn.execute(
+            _LABELS_OF[conn.dialect.name], {"ids": artifact_ids}
+        ):
             found[artifact_id].append(label)
     return found
 
@@ -306,15 +312,17 @@ class Replacement:
     check: Callable[[ArtifactRow], None] | None = None
 
 
-_NAMED_ARTIFACTS = (
-    select(*_ARTIFACT_COLUMNS)
+_NAMED_ARTIFACTS = {
+    dialect: select(*_ARTIFACT_COLUMNS)
     .where(
         Artifact.registry_id == bindparam("registry_id"),
-        Artifact.name.in_(bindparam("names", expanding=True)),
+        one_of(Artifact.name, "names", String, dialect),
     )
     .order_by(Artifact.name, Artifact.artifact_type)
-)
-_NAMED_ARTIFACTS_LOCKED = _NAMED_ARTIFACTS.with_for_update()
+    for dialect in DIALECTS
+}
+# PostgreSQL: locked, so the batch's picture holds until it commits.
+_NAMED_ARTIFACTS["postgresql"] = _NAMED_ARTIFACTS["postgresql"].with_for_update()
 _DROP_LABEL = text("DELETE FROM artifact_labels WHERE artifact_id = :artifact AND label = :label")
 _ADD_LABEL = text(
     "INSERT INTO artifact_labels (artifact_id, label, registry_id) "
@@ -395,7 +403,7 @@ def replace_label_sets(
     names: dict[int, set[str]] = {}
     for registry, replacement in requests:
         names.setdefault(registry.id, set()).add(replacement.name)
-    statement = _NAMED_ARTIFACTS_LOCKED if conn.dialect.name == "postgresql" else _NAMED_ARTIFACTS
+    statement = _NAMED_ARTIFACTS[conn.dialect.name]
     found: dict[tuple[int, str], list[ArtifactRow]] = {}
     for registry_id, wanted in names.items():
         params = {"registry_id": registry_id, "names": sorted(wanted)}
