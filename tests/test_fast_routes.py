@@ -232,6 +232,28 @@ async def test_concurrent_puts_share_batches_and_count_exactly(twin: Twin) -> No
     assert writer.batches < writer.jobs
 
 
+async def test_a_write_batch_across_programs_finds_each_program(twin: Twin) -> None:
+    """PUTs to two programs queued at once (a write batch looks its programs up together, one
+    array on PostgreSQL): each lands in its own program, and a program nobody has is refused."""
+
+    async def put(i: int) -> httpx.Response:
+        program, key = [("shop", WRITER), ("other", OTHER), ("ghost", OTHER)][i % 3]
+        body = _labels((f"{program}-{i}", i))
+        return await twin.fast.put("/labels", content=body, headers=_headers(key, program))
+
+    answers = await asyncio.gather(*(put(i) for i in range(60)))
+    for i, r in enumerate(answers):
+        if i % 3 == 2:
+            assert r.status_code == 403, r.text  # no grant on "ghost" (nor does it exist)
+        else:
+            assert r.status_code == 200 and r.json()["result"].startswith("1 "), r.text
+    for program, key, first in (("shop", WRITER, 0), ("other", OTHER, 1)):
+        r = await twin.fast.get("/labels", params={"size": 100}, headers=_headers(key, program))
+        assert {item["label"] for item in r.json()["items"]} == {
+            f"{program}-{i}" for i in range(first, 60, 3)
+        }
+
+
 HAR = "/har/api/v1/registry"
 
 
