@@ -18,7 +18,7 @@ def one_of(column: Any, name: str, element_type: Any, dialect: str) -> ColumnEle
     ``IN`` is a different statement for every length of the list (prepared and planned once
     each), and its generic plan builds the array from its parameters for every row it tests: a
     write batch of W2 read 32 artifacts' labels in 2.2 ms that way, 0.7 with one array (a table
-    without statistics yet, scanned), 0.07 when its index is used either way.
+    without statistics yet, scanned); 0.07 against 0.14 once statistics send both to the index.
     """
     if dialect == "postgresql":
         return column == any_(bindparam(name, type_=postgresql.ARRAY(element_type)))  # type: ignore[no-any-return]
