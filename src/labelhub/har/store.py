@@ -464,14 +464,15 @@ def _write_label_changes(
     dropped: list[dict[str, Any]] = []
     added: list[dict[str, Any]] = []
     steps: Counter[tuple[int, str]] = Counter()
-    arrays: list[dict[str, Any]] = []  # PostgreSQL: search_labels, and modified_at
+    on_postgresql = conn.dialect.name == "postgresql"
+    touches: list[dict[str, Any]] = []  # modified_at, and on PostgreSQL search_labels
     for artifact, registry in sorted(touched.items()):
         old, new = set(before[artifact]), set(after[artifact])
-        if old != new:
+        if on_postgresql and old != new:
             array = [_search_label(registry, label) for label in sorted(new)]
-            arrays.append({"artifact": artifact, "now": now, "labels": array})
+            touches.append({"artifact": artifact, "now": now, "labels": array})
         elif now is not None:
-            arrays.append({"artifact": artifact, "now": now, "labels": None})
+            touches.append({"artifact": artifact, "now": now, "labels": None})
         for label in sorted(old - new):
             dropped.append({"artifact": artifact, "label": label})
             steps[registry, label] -= 1
@@ -497,12 +498,8 @@ def _write_label_changes(
     if down:
         conn.execute(_COUNT_DOWN, down)
         conn.execute(_DROP_UNUSED, down)
-    if not arrays:
-        return
-    if conn.dialect.name == "postgresql":
-        conn.execute(_TOUCH_POSTGRESQL, arrays)
-    elif now is not None:
-        conn.execute(_TOUCH, arrays)
+    if touches:
+        conn.execute(_TOUCH_POSTGRESQL if on_postgresql else _TOUCH, touches)
 
 
 def delete_artifact(
