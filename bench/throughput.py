@@ -80,7 +80,7 @@ async def get_labels(
 ) -> LabelPage:
     return LabelPage(items=[], total=0, page=page, size=size)
 
-@app.put("/har/api/v1/registry/{registry_ref}/artifact/{artifact}/labels")
+@app.put("/har/api/v1/registry/{registry_ref:path}/artifact/{artifact}/labels")
 async def put_har_labels(registry_ref: str, artifact: str, body: LabelsBody) -> dict:
     return {"status": "SUCCESS", "data": {"labels": body.labels}}
 """
@@ -343,6 +343,13 @@ def main() -> None:
                 script.write_text(
                     LUA_COMMON + LUA[workload] % {"programs": PROGRAMS, "artifacts": artifacts}
                 )
+                # Every server must answer the workload's requests with 200 before it is timed: a
+                # baseline that answers an error (a 404 is much cheaper than validating a body)
+                # is no baseline. W2's validate-only baseline did until 2026-11-24 (bench/README).
+                for name, base in bases.items():
+                    probe = run_wrk(base, script, 2, 1, admin)
+                    if probe["errors"] or probe["rps"] == 0:
+                        sys.exit(f"bench: {name} does not answer {workload} with 200: {probe}")
                 result: dict[str, Any] = {}
                 for connections in map(int, args.connections.split(",")):
                     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in bases}

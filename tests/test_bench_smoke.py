@@ -42,7 +42,8 @@ def test_bench_quick_run(tmp_path: Path) -> None:
     for workload in ("W1", "W2", "W3"):
         section = reports["throughput-sqlite"]["workloads"][workload]["c16"]
         assert section["labelhub"]["rps"]["median"] > 0 and section["labelhub"]["errors"] == 0
-        assert section["validate"]["rps"]["median"] > 0 and section["bare"]["rps"]["median"] > 0
+        for baseline in ("validate", "bare"):  # a baseline answering errors measures nothing
+            assert section[baseline]["rps"]["median"] > 0 and section[baseline]["errors"] == 0
     assert reports["bulk-sqlite"]["figures"]["put_labels_insert"]["labels_per_s"]["median"] > 0
     for kind in ("search", "har"):
         figures = reports[f"{kind}-sqlite"]["sizes"]["2000"]
