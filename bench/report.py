@@ -72,7 +72,8 @@ def throughput_section(report: dict[str, Any]) -> list[str]:
         f"`{report['command']}` → `results/{report['_file']}`",
         "",
         "| workload | connections | labelhub req/s | validate-only req/s | bare ASGI req/s "
-        "| labelhub / validate | labelhub p50 / p99 ms | validate p50 / p99 ms | errors "
+        "| labelhub / validate | labelhub p50 / p99 ms | validate p50 / p99 ms "
+        "| errors (labelhub / validate / bare) "
         "| labelhub peak RSS |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -89,7 +90,8 @@ def throughput_section(report: dict[str, Any]) -> list[str]:
                 f"| {workload} | {connections[1:]} | {mmm(lh['rps'])} | {mmm(va['rps'])} "
                 f"| {mmm(bare['rps'])} | {section['ratio_rps_vs_validate']} "
                 f"| {lh['p50_ms']['median']} / {lh['p99_ms']['median']} "
-                f"| {va['p50_ms']['median']} / {va['p99_ms']['median']} | {lh['errors']} "
+                f"| {va['p50_ms']['median']} / {va['p99_ms']['median']} "
+                f"| {lh['errors']} / {va['errors']} / {bare['errors']} "
                 f"| {result['labelhub_peak_rss_mb']} MB |"
             )
     lines.append("")
