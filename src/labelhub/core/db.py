@@ -136,6 +136,12 @@ def make_engine(settings: Settings) -> Engine:
         connect_args={"connect_timeout": timeout, "application_name": "labelhub"},
     )
     lock_ms = int(settings.db_timeout * 1000)
+    # One round trip for both; set_config(..., true) is SET LOCAL, and a volatile subquery is
+    # evaluated before the lock is asked for.
+    take_lock = (
+        f"SELECT pg_advisory_xact_lock({WRITE_LOCK_ID}) FROM "
+        f"(SELECT set_config('lock_timeout', '{lock_ms}', true)) AS timeout"
+    )
 
     @event.listens_for(engine, "begin")
     def _postgresql_begin(conn: Connection) -> None:
@@ -144,13 +150,18 @@ def make_engine(settings: Settings) -> Engine:
         # would otherwise lock rows (labels, kept counts) in different orders and deadlock, each
         # deadlock costing PostgreSQL's deadlock_timeout (1 s) before a retry. Waiting for the
         # lock is bounded by the database timeout (lock_timeout: 503, not a hang).
-        if conn.get_execution_options().get("labelhub_write"):
-            # One round trip for both; set_config(..., true) is SET LOCAL, and a volatile
-            # subquery is evaluated before the lock is asked for.
-            conn.exec_driver_sql(
-                f"SELECT pg_advisory_xact_lock({WRITE_LOCK_ID}) FROM "
-                f"(SELECT set_config('lock_timeout', '{lock_ms}', true)) AS timeout"
-            )
+        options = conn.get_execution_options()
+        if not options.get("labelhub_write"):
+            return
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            # The writer's own connection (``Writer._connection``): psycopg sends no BEGIN of
+            # its own in autocommit mode, so the BEGIN goes with the lock in one query, one round
+            # trip instead of two (two statements: the simple query protocol, never prepared).
+            # COMMIT and ROLLBACK still follow the server's transaction: psycopg's commit() and
+            # rollback() send them whenever one is open, whatever the autocommit setting.
+            conn.exec_driver_sql(f"BEGIN; {take_lock}")
+        else:
+            conn.exec_driver_sql(take_lock)
 
     return engine
 
@@ -347,7 +358,10 @@ class Writer:
             if self._conn is not None:
                 with contextlib.suppress(Exception):
                     self._conn.close()
-            self._conn = self._db.engine.connect().execution_options(labelhub_write=True)
+            conn = self._db.engine.connect().execution_options(labelhub_write=True)
+            if self._db.dialect == "postgresql":  # BEGIN sent with the write lock (make_engine)
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            self._conn = conn
             event.listen(self._conn, "after_cursor_execute", self._progressed)
         return self._conn
 
