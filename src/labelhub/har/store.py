@@ -19,6 +19,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     or_,
     select,
     text,
@@ -321,8 +322,24 @@ _NAMED_ARTIFACTS = {
     .order_by(Artifact.name, Artifact.artifact_type)
     for dialect in DIALECTS
 }
-# PostgreSQL: locked, so the batch's picture holds until it commits.
-_NAMED_ARTIFACTS["postgresql"] = _NAMED_ARTIFACTS["postgresql"].with_for_update()
+# PostgreSQL: locked, so the batch's picture holds until it commits, and with each artifact's
+# labels in the same statement (one round trip less per write batch than ``_labels_of``; on
+# SQLite a statement is a function call, not a round trip).
+_NAMED_ARTIFACTS["postgresql"] = (
+    select(
+        *_ARTIFACT_COLUMNS,
+        literal_column(
+            "ARRAY(SELECT l.label FROM artifact_labels AS l "
+            "WHERE l.artifact_id = artifacts.id ORDER BY l.label)"
+        ).label("labels"),
+    )
+    .where(
+        Artifact.registry_id == bindparam("registry_id"),
+        one_of(Artifact.name, "names", String, "postgresql"),
+    )
+    .order_by(Artifact.name, Artifact.artifact_type)
+    .with_for_update(of=Artifact)
+)
 _DROP_LABEL = text("DELETE FROM artifact_labels WHERE artifact_id = :artifact AND label = :label")
 _ADD_LABEL = text(
     "INSERT INTO artifact_labels (artifact_id, label, registry_id) "
@@ -404,12 +421,18 @@ def replace_label_sets(
     for registry, replacement in requests:
         names.setdefault(registry.id, set()).add(replacement.name)
     statement = _NAMED_ARTIFACTS[conn.dialect.name]
+    with_labels = conn.dialect.name == "postgresql"
     found: dict[tuple[int, str], list[ArtifactRow]] = {}
+    stored: dict[int, list[str]] = {}
     for registry_id, wanted in names.items():
         params = {"registry_id": registry_id, "names": sorted(wanted)}
         for read in conn.execute(statement, params):
-            found.setdefault((registry_id, read.name), []).append(ArtifactRow(*read, labels=[]))
-    stored = _labels_of(conn, [a.id for same_name in found.values() for a in same_name])
+            row = ArtifactRow(*read[: len(_ARTIFACT_COLUMNS)], labels=[])
+            found.setdefault((registry_id, read.name), []).append(row)
+            if with_labels:
+                stored[row.id] = list(read.labels)
+    if not with_labels:
+        stored = _labels_of(conn, [a.id for same_name in found.values() for a in same_name])
     labels = dict(stored)  # artifact id -> its labels as the requests so far leave them
     now = now_ms()
     touched: dict[int, int] = {}  # artifact id -> registry id
