@@ -313,7 +313,7 @@ class Replacement:
     check: Callable[[ArtifactRow], None] | None = None
 
 
-_NAMED_ARTIFACTS = {
+_NAMED_ARTIFACTS: dict[str, Any] = {
     dialect: select(*_ARTIFACT_COLUMNS)
     .where(
         Artifact.registry_id == bindparam("registry_id"),
@@ -427,7 +427,17 @@ def replace_label_sets(
     for registry_id, wanted in names.items():
         params = {"registry_id": registry_id, "names": sorted(wanted)}
         for read in conn.execute(statement, params):
-            row = ArtifactRow(*read[: len(_ARTIFACT_COLUMNS)], labels=[])
+            row = ArtifactRow(
+                read.id,
+                read.uuid,
+                read.name,
+                read.artifact_type,
+                read.latest_version,
+                read.downloads_count,
+                read.created_at,
+                read.modified_at,
+                labels=[],
+            )
             found.setdefault((registry_id, read.name), []).append(row)
             if with_labels:
                 stored[row.id] = list(read.labels)
