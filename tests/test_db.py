@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, text
+from sqlalchemy.exc import DBAPIError
 
 from labelhub.actionhub import store as actionhub_store
 from labelhub.core import db as dbmod
+from labelhub.core import keys
 from labelhub.core.config import Settings
 from labelhub.core.errors import Conflict, Invalid, Unavailable
 from labelhub.core.keys import now_ms
 from labelhub.core.models import Program
+from labelhub.core.sql import Read, read_together
 
 
 def _insert_then_fail(conn: Connection, program_id: str) -> None:
@@ -196,3 +201,39 @@ async def test_writes_behind_a_writer_without_progress_are_withdrawn(db_url: str
             await stuck
     finally:
         db.close()
+
+
+def test_reads_sent_together_answer_as_they_would_one_by_one(
+    database: dbmod.Database, make_key: Callable[..., str]
+) -> None:
+    """``read_together`` (one pipeline on PostgreSQL) hands each read what ``conn.execute`` finds,
+    only once all have answered, and a driver error comes out as SQLAlchemy's, as from
+    ``conn.execute``."""
+    secret = make_key("program:p1=write")
+    database.run_write(actionhub_store.create_program, "p1")
+    database.run_write(actionhub_store.create_program, "p2")
+    with database.transaction() as conn:
+        reads = keys.key_reads(conn, [secret, None, "not a key"])
+        reads += actionhub_store.program_reads(conn, ["p2", "p1", "missing"])
+        assert len(reads) == 2
+        read_together(conn, reads)
+        principal = keys.authenticate(conn, secret)
+        assert principal is not None and principal.may_write_program("p1")
+        assert not principal.may_read_program("p2")
+        pks = {p: actionhub_store.program_pk(conn, p) for p in ("p1", "p2", "missing")}
+    with database.transaction() as conn:
+        by_one = {p: actionhub_store.program_pk(conn, p) for p in ("p1", "p2", "missing")}
+        assert keys.authenticate(conn, secret) == principal
+    assert pks == by_one and pks["missing"] is None and pks["p1"] != pks["p2"]
+
+    seen: list[Any] = []
+    with pytest.raises(DBAPIError), database.transaction() as conn:
+        read_together(
+            conn,
+            [
+                Read(text("SELECT 1 AS one"), {}, seen.append),
+                Read(text("SELECT 1 FROM no_such_table"), {}, seen.append),
+            ],
+        )
+    assert seen == []
+    assert _program_ids(database.settings.database_url) == {"p1", "p2"}

@@ -16,10 +16,12 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy import Connection
 
 from labelhub.actionhub import store
+from labelhub.core import keys
 from labelhub.core.access import Guard
 from labelhub.core.db import Database
 from labelhub.core.errors import Forbidden, Invalid, NotFound
 from labelhub.core.fast import FastRequest
+from labelhub.core.sql import read_together
 
 SUPPORTED_API_VERSION = "1.0"
 BAD_KEY = "Could not validate API KEY"
@@ -53,7 +55,10 @@ class ProgramAccess(Guard[int]):
 
     @classmethod
     def prepare(cls, conn: Connection, guards: Sequence[Guard[Any]]) -> None:
-        store.program_pks(conn, {g.program_id for g in guards if isinstance(g, ProgramAccess)})
+        # The batch's keys and programs in one round trip (PostgreSQL).
+        programs = {g.program_id for g in guards if isinstance(g, ProgramAccess)}
+        reads = keys.key_reads(conn, (g.secret for g in guards))
+        read_together(conn, reads + store.program_reads(conn, programs))
 
 
 def _check_api_version(api_version: str | None) -> None:

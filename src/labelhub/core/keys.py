@@ -13,8 +13,9 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
@@ -22,6 +23,7 @@ from labelhub.core.config import KEY_PATTERN
 from labelhub.core.errors import Invalid, NotFound
 from labelhub.core.memo import forget, memo
 from labelhub.core.models import ApiKey, KeyGrant
+from labelhub.core.sql import Read
 
 PREFIX_LENGTH = 11  # "lh_" and 8 characters of the secret
 ROLES_BY_KIND = {"admin": {"admin"}, "program": {"read", "write"}, "space": {"view", "edit"}}
@@ -164,8 +166,11 @@ def authenticate(
         return cached
     if not looks_like_key(secret):
         return None
-    digest = hash_secret(secret)
-    rows = conn.execute(KEY_WITH_GRANTS, {"digest": digest}).all()
+    read = cache.pop(("key rows", secret), None)
+    if read is None:
+        digest = hash_secret(secret)
+        read = digest, conn.execute(KEY_WITH_GRANTS, {"digest": digest}).all()
+    digest, rows = read
     row = rows[0] if rows else None
     if row is None or row.revoked_at is not None:
         cache["key", secret] = None
@@ -178,6 +183,23 @@ def authenticate(
     if record_use is not None and needs_touch(principal):
         record_use(principal.key_id)
     return principal
+
+
+def key_reads(conn: Connection, secrets: Iterable[str | None]) -> list[Read]:
+    """The reads ``authenticate`` will need for these secrets in this transaction, to be run
+    with others (``read_together``); what they find is kept for ``authenticate`` to use."""
+    cache = memo(conn)
+    reads = []
+    for secret in set(secrets):
+        if secret is None or ("key", secret) in cache or not looks_like_key(secret):
+            continue
+        digest = hash_secret(secret)
+
+        def take(rows: Sequence[Any], secret: str = secret, digest: str = digest) -> None:
+            cache["key rows", secret] = (digest, rows)
+
+        reads.append(Read(KEY_WITH_GRANTS, {"digest": digest}, take))
+    return reads
 
 
 def touch(conn: Connection, key_id: int) -> None:

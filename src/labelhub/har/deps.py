@@ -7,17 +7,19 @@ registry or artifact is looked up: a caller without the grant learns nothing abo
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any
 from urllib.parse import unquote
 
 from fastapi import Depends, Path, Request
 from sqlalchemy import Connection
 
 from labelhub.actionhub.schemas import FORBIDDEN
+from labelhub.core import keys
 from labelhub.core.access import X_API_KEY, Guard
 from labelhub.core.db import Database
 from labelhub.core.errors import Forbidden, Invalid, Unauthenticated
+from labelhub.core.sql import read_together
 from labelhub.har import store
 from labelhub.har.schemas import IDENTIFIER
 
@@ -91,6 +93,14 @@ class RegistryAccess(Guard[store.RegistryRow]):
     def check(self, conn: Connection) -> store.RegistryRow:
         space = self.space_access.check(conn)
         return store.find_registry(conn, space, self.identifier)
+
+    @classmethod
+    def prepare(cls, conn: Connection, guards: Sequence[Guard[Any]]) -> None:
+        # The batch's keys and registries in one round trip (PostgreSQL). Read before the grants
+        # are checked, but ``check`` consults a registry only once its grant holds.
+        registries = [(g.space_access.space, g.identifier) for g in guards if isinstance(g, cls)]
+        reads = keys.key_reads(conn, (g.secret for g in guards))
+        read_together(conn, reads + store.registry_reads(conn, registries))
 
 
 RegistryRef = Annotated[

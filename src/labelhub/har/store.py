@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -35,7 +35,7 @@ from labelhub.core.keys import now_ms
 from labelhub.core.memo import memo
 from labelhub.core.models import Artifact, ArtifactLabel, Registry, RegistryLabel, Space
 from labelhub.core.pagination import offset_of
-from labelhub.core.sql import DIALECTS, one_of
+from labelhub.core.sql import DIALECTS, Read, one_of
 from labelhub.har.schemas import IDENTIFIER
 
 HUGGINGFACE = "HUGGINGFACE"
@@ -127,6 +127,23 @@ def find_registry(conn: Connection, space: str, identifier: str) -> RegistryRow:
     if row is None:
         raise NotFound("Registry not found")
     return row
+
+
+def registry_reads(conn: Connection, refs: Iterable[tuple[str, str]]) -> list[Read]:
+    """What ``find_registry`` will read for these (space, identifier) pairs in this transaction,
+    as reads to run with others (``read_together``)."""
+    cache = memo(conn)
+    reads = []
+    for space, identifier in set(refs):
+        key = ("registry", space, identifier)
+        if key in cache:
+            continue
+
+        def take(rows: Sequence[Any], key: tuple[str, str, str] = key) -> None:
+            cache[key] = _registry(rows[0]) if rows else None
+
+        reads.append(Read(_FIND_REGISTRY, {"space": space, "identifier": identifier}, take))
+    return reads
 
 
 def _forget_registry(conn: Connection, space: str, identifier: str) -> None:
