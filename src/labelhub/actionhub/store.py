@@ -31,7 +31,7 @@ from labelhub.core.keys import now_ms
 from labelhub.core.memo import after_commit, forget, memo
 from labelhub.core.models import HALF_LIFE_MS, Asset, Program, ProgramLabel, json_list
 from labelhub.core.pagination import offset_of
-from labelhub.core.sql import DIALECTS, Read, one_of, read_together
+from labelhub.core.sql import DIALECTS, Read, one_of
 
 # Rows per multi-row statement: 1,000 assets of 6 columns stay far below both dialects'
 # parameter limits (SQLite 32,766; PostgreSQL 65,535).
@@ -115,13 +115,9 @@ PROGRAM_PKS = {
 }
 
 
-def program_pks(conn: Connection, program_ids: Iterable[str]) -> None:
-    """Look several programs up at once, for ``program_pk`` to find (None: no such program)."""
-    read_together(conn, program_reads(conn, program_ids))
-
-
 def program_reads(conn: Connection, program_ids: Iterable[str]) -> list[Read]:
-    """``program_pks`` as a read to run with others (``read_together``)."""
+    """A read of several programs at once, for ``program_pk`` to find (None: no such program),
+    to run with others (``read_together``)."""
     cache = memo(conn)
     wanted = sorted({p for p in program_ids if ("program", p) not in cache})
     if not wanted:

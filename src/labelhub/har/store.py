@@ -330,7 +330,7 @@ class Replacement:
     check: Callable[[ArtifactRow], None] | None = None
 
 
-_NAMED_ARTIFACTS: dict[str, Any] = {
+_NAMED_ARTIFACTS = {
     dialect: select(*_ARTIFACT_COLUMNS)
     .where(
         Artifact.registry_id == bindparam("registry_id"),
@@ -341,20 +341,16 @@ _NAMED_ARTIFACTS: dict[str, Any] = {
 }
 # PostgreSQL: locked, so the batch's picture holds until it commits, and with each artifact's
 # labels in the same statement (one round trip less per write batch than ``_labels_of``; on
-# SQLite a statement is a function call, not a round trip).
+# SQLite a statement is a function call, not a round trip). The labels come last, as in
+# ``ArtifactRow``.
 _NAMED_ARTIFACTS["postgresql"] = (
-    select(
-        *_ARTIFACT_COLUMNS,
+    _NAMED_ARTIFACTS["postgresql"]
+    .add_columns(
         literal_column(
             "ARRAY(SELECT l.label FROM artifact_labels AS l "
             "WHERE l.artifact_id = artifacts.id ORDER BY l.label)"
-        ).label("labels"),
+        ).label("labels")
     )
-    .where(
-        Artifact.registry_id == bindparam("registry_id"),
-        one_of(Artifact.name, "names", String, "postgresql"),
-    )
-    .order_by(Artifact.name, Artifact.artifact_type)
     .with_for_update(of=Artifact)
 )
 _DROP_LABEL = text("DELETE FROM artifact_labels WHERE artifact_id = :artifact AND label = :label")
@@ -437,27 +433,17 @@ def replace_label_sets(
     names: dict[int, set[str]] = {}
     for registry, replacement in requests:
         names.setdefault(registry.id, set()).add(replacement.name)
-    statement = _NAMED_ARTIFACTS[conn.dialect.name]
+    statement: Any = _NAMED_ARTIFACTS[conn.dialect.name]  # PostgreSQL's has the labels too
     with_labels = conn.dialect.name == "postgresql"
     found: dict[tuple[int, str], list[ArtifactRow]] = {}
     stored: dict[int, list[str]] = {}
     for registry_id, wanted in names.items():
         params = {"registry_id": registry_id, "names": sorted(wanted)}
         for read in conn.execute(statement, params):
-            row = ArtifactRow(
-                read.id,
-                read.uuid,
-                read.name,
-                read.artifact_type,
-                read.latest_version,
-                read.downloads_count,
-                read.created_at,
-                read.modified_at,
-                labels=[],
-            )
+            row = ArtifactRow(*(read if with_labels else (*read, [])))
             found.setdefault((registry_id, read.name), []).append(row)
             if with_labels:
-                stored[row.id] = list(read.labels)
+                stored[row.id] = row.labels
     if not with_labels:
         stored = _labels_of(conn, [a.id for same_name in found.values() for a in same_name])
     labels = dict(stored)  # artifact id -> its labels as the requests so far leave them
