@@ -99,9 +99,12 @@ async def test_search_and_deep_pages_use_indexes(ah: ActionHub, database: dbmod.
         assert (
             "SEARCH program_labels USING COVERING INDEX sqlite_autoindex_program_labels_1" in deep
         ), deep
+        # The page's chunk from the chunk counts (actionhub.fences), not a skip of 24,950.
+        assert "SEARCH page_fences USING INDEX sqlite_autoindex_page_fences_1" in deep, deep
     else:
         assert "Seq Scan" not in deep, deep
         assert "pk_program_labels" in deep and "Index Only Scan" in deep, deep
+        assert "Index Scan using pk_page_fences on page_fences" in deep, deep
 
     with captured(database) as statements:
         body = await ah.assets(search="tag999", size=100)

@@ -6,11 +6,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 
+from labelhub.actionhub import fences
+from labelhub.actionhub import store as actionhub_store
 from labelhub.core import db as dbmod
 from labelhub.core.config import Settings
 from labelhub.core.models import SEARCH_OBJECTS, Base, is_search_object
 from labelhub.har import store
 from tests.conftest import DatabaseFactory
+from tests.test_actionhub_deep_pages import chunks_hold_their_keys
 from tests.test_har_listings import _search_labels_hold
 
 
@@ -137,5 +140,64 @@ def test_artifact_label_arrays_are_filled_from_the_label_rows(databases: Databas
             return [item.artifact.name for item in items]
 
         assert db.run_read(listed) == ["n0", "n2", "n5", "n7"]
+    finally:
+        db.close()
+
+
+def test_page_fences_are_cut_from_the_existing_keys(databases: DatabaseFactory) -> None:
+    """Migration 0007 on a database that already holds labels and assets: each program's keys
+    are cut into chunks that count them exactly, deep pages read the same rows as before, and
+    later writes keep the chunks."""
+    db = dbmod.Database(Settings(database_url=databases.empty()))
+    labels = [f"label-{i:05d}" for i in range(10_000)]
+    assets = [f"asset-{i:05d}" for i in range(9_000)]
+    try:
+        with dbmod.migration_lock(db) as conn:
+            dbmod.upgrade(conn, "0006")
+
+        def fill(conn: Connection) -> None:
+            for program in ("p", "q"):
+                actionhub_store.create_program(conn, program)
+                pk = actionhub_store.program_pk(conn, program)
+                assert pk is not None
+                actionhub_store.upsert_labels(conn, pk, [(n, 1.0) for n in labels])
+                patches = [actionhub_store.AssetPatch(a, (None,), ()) for a in assets]
+                actionhub_store.upsert_assets(conn, pk, patches)
+
+        # The 0006 schema, written by today's store, which keeps chunks: no chunks yet.
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE TABLE page_fences (program_pk INTEGER, kind SMALLINT, fence TEXT, "
+                "key_count BIGINT, PRIMARY KEY (program_pk, kind, fence))"
+            )
+        db.run_write(fill)
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE page_fences")
+        with dbmod.migration_lock(db) as conn:
+            dbmod.upgrade(conn)
+        for program in ("p", "q"):
+            chunks_hold_their_keys(db, "program_labels", labels, program)
+            chunks_hold_their_keys(db, "assets", assets, program)
+
+        def deep(conn: Connection) -> tuple[list[str], list[str]]:
+            pk = actionhub_store.program_pk(conn, "q")
+            assert pk is not None
+            got = actionhub_store.list_labels(conn, pk, None, 90, 100)
+            assets_page = actionhub_store.list_assets(conn, pk, None, 86, 100)
+            return [label for label, _ in got[0]], [a.asset_id for a in assets_page[0]]
+
+        assert fences.FROM_OFFSET <= 8_500  # both pages come from the chunks
+        assert db.run_read(deep) == (labels[8_900:9_000], assets[8_500:8_600])
+
+        def more(conn: Connection) -> None:
+            pk = actionhub_store.program_pk(conn, "q")
+            assert pk is not None
+            actionhub_store.upsert_labels(
+                conn, pk, [(f"label-{i:05d}x", 2.0) for i in range(0, 10_000, 2)]
+            )
+
+        db.run_write(more)
+        grown = sorted([*labels, *(f"label-{i:05d}x" for i in range(0, 10_000, 2))])
+        chunks_hold_their_keys(db, "program_labels", grown, "q")
     finally:
         db.close()

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, String, bindparam, delete, insert, select, te
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
-from labelhub.actionhub import recommender
+from labelhub.actionhub import fences, recommender
 from labelhub.actionhub.schemas import FORBIDDEN
 from labelhub.core.errors import Conflict, NotFound
 from labelhub.core.keys import now_ms
@@ -226,9 +226,10 @@ def _page(
 ) -> tuple[Sequence[Any], int]:
     """One page of ``table`` rows of a program, ordered by ``key``, and the number of matches.
 
-    Without a search the page is found by walking the primary key index to the page's first key
-    (an index-only skip), then reading ``size`` rows; the total is ``kept_count``, the
-    program's column that every write keeps (read only then: a search counts its matches).
+    Without a search the page's first key is found in the primary key index: a near page by
+    skipping its offset there, a deep one from the chunk counts of ``fences`` (the skip grew
+    with the offset); then ``size`` rows are read. The total is ``kept_count``, the program's
+    column that every write keeps (read only then: a search counts its matches).
     """
     offset = offset_of(page, size)
     params: dict[str, Any] = {"pk": pk, "size": size, "offset": offset}
@@ -236,11 +237,20 @@ def _page(
         total = int(conn.execute(_kept_count_statement(kept_count), {"pk": pk}).scalar_one())
         if offset >= total:
             return [], total
+        if offset < fences.FROM_OFFSET:
+            with_clause, start = (
+                "",
+                (
+                    f"(SELECT {key} FROM {table} WHERE program_pk = :pk ORDER BY {key} "
+                    "LIMIT 1 OFFSET :offset)"
+                ),
+            )
+        else:
+            with_clause, start = fences.page_start(table)
         rows = conn.execute(
             text(
-                f"SELECT {columns} FROM {table} t WHERE t.program_pk = :pk AND t.{key} >= "
-                f"(SELECT {key} FROM {table} WHERE program_pk = :pk ORDER BY {key} "
-                f"LIMIT 1 OFFSET :offset) ORDER BY t.{key} LIMIT :size"
+                f"{with_clause}SELECT {columns} FROM {table} t WHERE t.program_pk = :pk "
+                f"AND t.{key} >= {start} ORDER BY t.{key} LIMIT :size"
             ),
             params,
         ).all()
@@ -359,6 +369,8 @@ def upsert_label_sets(
             },
         ).all()
         existed = {(pk, label) for pk, label, inserted in returned if not inserted}
+        for pk, names in _by_program((pk, label) for pk, label, new in returned if new).items():
+            fences.added(conn, "program_labels", pk, names)
     else:
         existed = set()
         for pk, names in _by_program(merged).items():
@@ -375,6 +387,7 @@ def upsert_label_sets(
             conn.exec_driver_sql(INSERT_LABEL_SQLITE, new)
             for pk, names in _by_program((pk, label) for pk, label, *_ in new).items():
                 _index_new(conn, "program_labels", "label_folded", "label", pk, names)
+                fences.added(conn, "program_labels", pk, names)
         if existed:
             conn.exec_driver_sql(
                 REWEIGHT_LABEL_SQLITE,
@@ -419,6 +432,7 @@ def delete_label(conn: Connection, pk: int, label: str) -> None:
     )
     if deleted.rowcount == 0:
         raise NotFound("Label not found")
+    fences.removed(conn, "program_labels", pk, label)
     _add_to_counts(conn, pk, labels=-1)
 
 
@@ -535,6 +549,7 @@ def _upsert_assets_sqlite(
             INSERT_ASSET_SQLITE, [(pk, r.asset_id, *_asset_tuple(r, now)) for r in rows]
         )
         _index_new(conn, "assets", "search_text", "asset_id", pk, fresh)
+        fences.added(conn, "assets", pk, fresh)
     if stored:
         rows = [_apply(merged[a], base) for a, base in stored.items()]
         conn.exec_driver_sql(
@@ -594,6 +609,7 @@ def _upsert_assets_postgresql(
                 },
             )
         )
+    fences.added(conn, "assets", pk, list(created))
     return len(created), len(known)
 
 
@@ -630,6 +646,7 @@ def delete_asset(conn: Connection, pk: int, asset_id: str) -> None:
     deleted = conn.execute(delete(Asset).where(Asset.program_pk == pk, Asset.asset_id == asset_id))
     if deleted.rowcount == 0:
         raise NotFound("Asset not found")
+    fences.removed(conn, "assets", pk, asset_id)
     _add_to_counts(conn, pk, assets=-1)
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -135,6 +136,21 @@ class Asset(Base):
     # Folded asset_id, asset_name and labels joined by U+001F (which none of them may contain).
     search_text: Mapped[str] = mapped_column(Text, server_default="")
     updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class PageFence(Base):
+    """A key-ordered chunk of a program's label names (kind 0) or asset ids (kind 1): its first
+    key (the lowest chunk's is "") and how many keys it holds, so a deep page is found from the
+    counts rather than by skipping its offset (``actionhub.fences``)."""
+
+    __tablename__ = "page_fences"
+
+    program_pk: Mapped[int] = mapped_column(
+        ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    fence: Mapped[str] = mapped_column(ordered_text(64), primary_key=True)
+    key_count: Mapped[int] = mapped_column(BigInteger)
 
 
 class Event(Base):
