@@ -139,3 +139,30 @@ async def test_deep_pages_at_real_chunk_size(ah: ActionHub, database: Database) 
     database.run_write(store.delete_program, "shop")
     with database.transaction() as conn:
         assert conn.execute(text("SELECT count(*) FROM page_fences")).scalar_one() == 0
+
+
+@pytest.mark.usefixtures("tiny_chunks")
+async def test_chunks_that_do_not_add_up_are_not_trusted(
+    ah: ActionHub, dialect: str, database: Database
+) -> None:
+    """Labels written by something that does not keep the chunks (a labelhub older than migration
+    0007 on the same database): the kept count moves, the chunks do not, and deep pages skip
+    to their offset as before rather than answer from the wrong chunk."""
+    names = [f"n{i:03d}" for i in range(60)]
+    assert (await ah.put_labels([{"label": n, "weight": 1} for n in names])).status_code == 200
+    older = [f"m{i:03d}" for i in range(25)]
+    with database.transaction(write=True) as conn:
+        pk = store.program_pk(conn, "shop")
+        for name in older:
+            conn.execute(
+                text(
+                    "INSERT INTO program_labels (program_pk, label, label_folded, weight, "
+                    "updated_at) VALUES (:pk, :label, :folded, 1, 0)"
+                ),
+                {"pk": pk, "label": name, "folded": name},
+            )
+        conn.execute(
+            text("UPDATE programs SET label_count = label_count + :n WHERE id = :pk"),
+            {"n": len(older), "pk": pk},
+        )
+    await pages_match(ah, "/labels", "label", bytewise([*names, *older]))

@@ -118,17 +118,22 @@ def page_start(table: str) -> tuple[str, str]:
     """A ``WITH`` clause and the SQL for the first key of the page at ``:offset`` of program
     ``:pk``'s ``table`` keys: the chunk holding that offset, by the running count of the chunks,
     then the rest of the way in the key index. The caller's statement reads the counts and the
-    rows in one snapshot."""
+    rows in one snapshot.
+
+    The chunks are trusted only when they add up to ``:total``, the program's kept count (a
+    writer that does not keep them, such as a labelhub older than migration 0007, leaves them
+    short): otherwise the start is NULL, the statement finds no row, and the caller skips."""
     key, kind = KEYS[table]
     chosen = (
         "chosen AS (SELECT fence, before FROM (SELECT fence, key_count, "
-        "sum(key_count) OVER (ORDER BY fence) - key_count AS before "
+        "sum(key_count) OVER (ORDER BY fence) - key_count AS before, "
+        "sum(key_count) OVER () AS counted "
         f"FROM page_fences WHERE program_pk = :pk AND kind = {kind}) AS w "
-        "WHERE before + key_count > :offset ORDER BY fence LIMIT 1)"
+        "WHERE counted = :total AND before + key_count > :offset ORDER BY fence LIMIT 1)"
     )
     start = (
         f"(SELECT {key} FROM {table} WHERE program_pk = :pk "
         f"AND {key} >= (SELECT fence FROM chosen) ORDER BY {key} "
-        "LIMIT 1 OFFSET (SELECT CAST(:offset - before AS BIGINT) FROM chosen))"
+        "LIMIT 1 OFFSET coalesce((SELECT CAST(:offset - before AS BIGINT) FROM chosen), 0))"
     )
     return f"WITH {chosen} ", start

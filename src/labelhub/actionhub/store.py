@@ -237,23 +237,22 @@ def _page(
         total = int(conn.execute(_kept_count_statement(kept_count), {"pk": pk}).scalar_one())
         if offset >= total:
             return [], total
-        if offset < fences.FROM_OFFSET:
-            with_clause, start = (
-                "",
-                (
-                    f"(SELECT {key} FROM {table} WHERE program_pk = :pk ORDER BY {key} "
-                    "LIMIT 1 OFFSET :offset)"
+        skip = (
+            "",
+            f"(SELECT {key} FROM {table} WHERE program_pk = :pk ORDER BY {key} "
+            "LIMIT 1 OFFSET :offset)",
+        )
+        starts = [skip] if offset < fences.FROM_OFFSET else [fences.page_start(table), skip]
+        for with_clause, start in starts:  # the skip when the chunks do not add up (fences)
+            rows = conn.execute(
+                text(
+                    f"{with_clause}SELECT {columns} FROM {table} t WHERE t.program_pk = :pk "
+                    f"AND t.{key} >= {start} ORDER BY t.{key} LIMIT :size"
                 ),
-            )
-        else:
-            with_clause, start = fences.page_start(table)
-        rows = conn.execute(
-            text(
-                f"{with_clause}SELECT {columns} FROM {table} t WHERE t.program_pk = :pk "
-                f"AND t.{key} >= {start} ORDER BY t.{key} LIMIT :size"
-            ),
-            params,
-        ).all()
+                {**params, "total": total},
+            ).all()
+            if rows:
+                break
         return rows, total
     if folded == "":
         return [], 0
