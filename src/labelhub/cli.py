@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from typer.exceptions import TyperException
 
-from labelhub.actionhub import recommender
+from labelhub.actionhub import fences, recommender
 from labelhub.actionhub import store as actionhub_store
 from labelhub.actionhub.schemas import MAX_LABELS_PER_PUT, Label
 from labelhub.core import db as dbmod
@@ -86,6 +86,10 @@ def migrate(db: dbmod.Database, *, bootstrap: bool = False) -> str | None:
     """Bring the schema to head (serialised across processes); optionally make the first key."""
     with dbmod.migration_lock(db) as conn:
         dbmod.upgrade(conn)
+        with db.transaction(write=True) as writing:
+            recounted = fences.recount(writing)
+        if recounted:
+            echo_err(f"labelhub: recounted the page chunks of {recounted} label or asset lists")
         if not bootstrap:
             return None
         admin_key = db.settings.admin_key

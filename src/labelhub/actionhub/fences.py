@@ -58,6 +58,7 @@ _REMOVE = text(
     f"AND fence = {_CHUNK_OF.format(key=':key')} RETURNING fence, key_count"
 )
 _DROP = text("DELETE FROM page_fences WHERE program_pk = :pk AND kind = :kind AND fence = :fence")
+_DROP_ALL = text("DELETE FROM page_fences WHERE program_pk = :pk AND kind = :kind")
 _SET = text(
     "INSERT INTO page_fences (program_pk, kind, fence, key_count) "
     "VALUES (:pk, :kind, :fence, :key_count) "
@@ -112,6 +113,35 @@ def _split(conn: Connection, table: str, pk: int, fence: str) -> None:
             for i, chunk in enumerate(chunks)
         ],
     )
+
+
+# Every key of one program and table, cut into chunks of CHUNK in key order (migration 0007 cuts
+# every program's keys the same way).
+_CUT = (
+    "INSERT INTO page_fences (program_pk, kind, fence, key_count) "
+    "SELECT program_pk, {kind}, CASE WHEN chunk = 0 THEN '' ELSE min({key}) END, count(*) "
+    "FROM (SELECT program_pk, {key}, (row_number() OVER (ORDER BY {key}) - 1) / :chunk AS chunk "
+    "FROM {table} WHERE program_pk = :pk) AS numbered GROUP BY program_pk, chunk"
+)
+_DRIFTED = text(
+    "SELECT p.id, k.kind FROM programs p CROSS JOIN (SELECT 0 AS kind UNION ALL SELECT 1) k "
+    "WHERE CASE k.kind WHEN 0 THEN p.label_count ELSE p.asset_count END <> coalesce(("
+    "SELECT sum(f.key_count) FROM page_fences f WHERE f.program_pk = p.id AND f.kind = k.kind"
+    "), 0) ORDER BY p.id, k.kind"
+)
+
+
+def recount(conn: Connection) -> int:
+    """Cut again the chunks of every program whose chunks do not add up to its kept count (keys
+    written by a labelhub older than migration 0007); how many were cut. Run where the schema is
+    brought to head (``labelhub serve``, ``labelhub db upgrade``), in a write transaction."""
+    tables = {kind: (table, key) for table, (key, kind) in KEYS.items()}
+    drifted = conn.execute(_DRIFTED).all()
+    for pk, kind in drifted:
+        table, key = tables[kind]
+        conn.execute(_DROP_ALL, {"pk": pk, "kind": kind})
+        conn.execute(text(_CUT.format(kind=kind, key=key, table=table)), {"pk": pk, "chunk": CHUNK})
+    return len(drifted)
 
 
 def page_start(table: str) -> tuple[str, str]:
