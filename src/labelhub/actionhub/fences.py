@@ -12,6 +12,8 @@ Every write that adds or removes keys keeps the counts, in its own transaction (
 ``removed``). A chunk that grows past ``SPLIT_AT`` keys is cut again into chunks of ``CHUNK``
 from its keys; one left empty is dropped. Deleting the program cascades. Writes are serialized
 (the single writer, and on PostgreSQL its lock), so no two transactions move the counts at once.
+Chunks that do not add up to the program's kept count are not used (``page_start``) and are cut
+again when the schema is next brought to head (``recount``).
 """
 
 from __future__ import annotations
