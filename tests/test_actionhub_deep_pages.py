@@ -173,12 +173,24 @@ async def test_chunks_that_do_not_add_up_are_not_trusted(
             text("UPDATE programs SET label_count = label_count + :n WHERE id = :pk"),
             {"n": len(older), "pk": pk},
         )
+        conn.execute(
+            text(
+                "INSERT INTO assets (program_pk, asset_id, labels, search_text, updated_at) "
+                "VALUES (:pk, 'a-older', '[]', 'a-older', 0)"
+            ),
+            {"pk": pk},
+        )
+        conn.execute(
+            text("UPDATE programs SET asset_count = asset_count + 1 WHERE id = :pk"), {"pk": pk}
+        )
     everything = bytewise([*names, *older])
     await pages_match(ah, "/labels", "label", everything)
+    await pages_match(ah, "/assets", "asset_id", ["a-older"])
     # Where the schema is brought to head (labelhub serve, db upgrade) they are counted again.
     assert cli.migrate(database) is None
     chunks_hold_their_keys(database, "program_labels", everything)
     chunks_hold_their_keys(database, "program_labels", other, "other")
+    chunks_hold_their_keys(database, "assets", ["a-older"])
     with database.transaction(write=True) as conn:
         assert fences.recount(conn) == 0
     await pages_match(ah, "/labels", "label", everything)

@@ -34,6 +34,8 @@ SPLIT_AT = 2 * CHUNK
 FROM_OFFSET = 4 * CHUNK
 # The tables whose pages are fenced: their key column and their kind in page_fences.
 KEYS = {"program_labels": ("label", 0), "assets": ("asset_id", 1)}
+# Each kind's kept count, the column of ``programs`` its chunks must add up to.
+KEPT = {0: "label_count", 1: "asset_count"}
 
 _SOURCE = {
     "sqlite": "json_each(:keys) AS j",
@@ -126,10 +128,12 @@ _CUT = (
     "FROM {table} WHERE program_pk = :pk) AS numbered GROUP BY program_pk, chunk"
 )
 _DRIFTED = text(
-    "SELECT p.id, k.kind FROM programs p CROSS JOIN (SELECT 0 AS kind UNION ALL SELECT 1) k "
-    "WHERE CASE k.kind WHEN 0 THEN p.label_count ELSE p.asset_count END <> coalesce(("
-    "SELECT sum(f.key_count) FROM page_fences f WHERE f.program_pk = p.id AND f.kind = k.kind"
-    "), 0) ORDER BY p.id, k.kind"
+    " UNION ALL ".join(
+        f"SELECT p.id, {kind} AS kind FROM programs p WHERE p.{kept} <> coalesce(("
+        f"SELECT sum(f.key_count) FROM page_fences f WHERE f.program_pk = p.id AND f.kind = {kind}"
+        "), 0)"
+        for kind, kept in KEPT.items()
+    )
 )
 
 
