@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import Connection, text
 
@@ -63,11 +62,6 @@ _REMOVE = text(
 )
 _DROP = text("DELETE FROM page_fences WHERE program_pk = :pk AND kind = :kind AND fence = :fence")
 _DROP_ALL = text("DELETE FROM page_fences WHERE program_pk = :pk AND kind = :kind")
-_SET = text(
-    "INSERT INTO page_fences (program_pk, kind, fence, key_count) "
-    "VALUES (:pk, :kind, :fence, :key_count) "
-    "ON CONFLICT (program_pk, kind, fence) DO UPDATE SET key_count = excluded.key_count"
-)
 _NEXT_FENCE = text(
     "SELECT min(fence) FROM page_fences WHERE program_pk = :pk AND kind = :kind AND fence > :fence"
 )
@@ -93,40 +87,30 @@ def removed(conn: Connection, table: str, pk: int, key: str) -> None:
 
 
 def _split(conn: Connection, table: str, pk: int, fence: str) -> None:
-    """Cut the chunk starting at ``fence`` into chunks of ``CHUNK`` keys, counted afresh."""
+    """Cut the chunk starting at ``fence`` again, up to the next fence."""
+    bound = conn.execute(_NEXT_FENCE, {"pk": pk, "kind": KEYS[table][1], "fence": fence}).scalar()
+    _cut(conn, table, pk, fence, bound)
+
+
+def _cut(conn: Connection, table: str, pk: int, fence: str, bound: str | None) -> None:
+    """Count the keys from ``fence`` up to ``bound`` (None: to the last) in chunks of ``CHUNK``,
+    in key order: the first keeps ``fence``, each other starts at its first key (migration 0007
+    cut every program's keys the same way)."""
     key, kind = KEYS[table]
-    params: dict[str, Any] = {"pk": pk, "kind": kind, "fence": fence}
-    bound = conn.execute(_NEXT_FENCE, params).scalar()
     below = f" AND {key} < :bound" if bound is not None else ""
-    keys = (
-        conn.execute(
-            text(
-                f"SELECT {key} FROM {table} WHERE program_pk = :pk AND {key} >= :fence{below} "
-                f"ORDER BY {key}"
-            ),
-            {**params, "bound": bound},
-        )
-        .scalars()
-        .all()
-    )
-    chunks = [keys[start : start + CHUNK] for start in range(0, len(keys), CHUNK)]
     conn.execute(
-        _SET,
-        [
-            {**params, "fence": fence if i == 0 else chunk[0], "key_count": len(chunk)}
-            for i, chunk in enumerate(chunks)
-        ],
+        text(
+            "INSERT INTO page_fences (program_pk, kind, fence, key_count) "
+            f"SELECT :pk, {kind}, CASE WHEN chunk = 0 THEN :fence ELSE min({key}) END, count(*) "
+            f"FROM (SELECT {key}, (row_number() OVER (ORDER BY {key}) - 1) / :chunk AS chunk "
+            f"FROM {table} WHERE program_pk = :pk AND {key} >= :fence{below}) AS numbered "
+            "WHERE true GROUP BY chunk "
+            "ON CONFLICT (program_pk, kind, fence) DO UPDATE SET key_count = excluded.key_count"
+        ),
+        {"pk": pk, "fence": fence, "bound": bound, "chunk": CHUNK},
     )
 
 
-# Every key of one program and table, cut into chunks of CHUNK in key order (migration 0007 cuts
-# every program's keys the same way).
-_CUT = (
-    "INSERT INTO page_fences (program_pk, kind, fence, key_count) "
-    "SELECT program_pk, {kind}, CASE WHEN chunk = 0 THEN '' ELSE min({key}) END, count(*) "
-    "FROM (SELECT program_pk, {key}, (row_number() OVER (ORDER BY {key}) - 1) / :chunk AS chunk "
-    "FROM {table} WHERE program_pk = :pk) AS numbered GROUP BY program_pk, chunk"
-)
 _DRIFTED = text(
     " UNION ALL ".join(
         f"SELECT p.id, {kind} AS kind FROM programs p WHERE p.{kept} <> coalesce(("
@@ -141,12 +125,11 @@ def recount(conn: Connection) -> int:
     """Cut again the chunks of every program whose chunks do not add up to its kept count (keys
     written by a labelhub older than migration 0007); how many were cut. Run where the schema is
     brought to head (``labelhub serve``, ``labelhub db upgrade``), in a write transaction."""
-    tables = {kind: (table, key) for table, (key, kind) in KEYS.items()}
+    tables = {kind: table for table, (_, kind) in KEYS.items()}
     drifted = conn.execute(_DRIFTED).all()
     for pk, kind in drifted:
-        table, key = tables[kind]
         conn.execute(_DROP_ALL, {"pk": pk, "kind": kind})
-        conn.execute(text(_CUT.format(kind=kind, key=key, table=table)), {"pk": pk, "chunk": CHUNK})
+        _cut(conn, tables[kind], pk, "", None)
     return len(drifted)
 
 
