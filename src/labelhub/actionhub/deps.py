@@ -16,12 +16,11 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy import Connection
 
 from labelhub.actionhub import store
-from labelhub.core import keys
 from labelhub.core.access import Guard
 from labelhub.core.db import Database
 from labelhub.core.errors import Forbidden, Invalid, NotFound
 from labelhub.core.fast import FastRequest
-from labelhub.core.sql import read_together
+from labelhub.core.sql import Read
 
 SUPPORTED_API_VERSION = "1.0"
 BAD_KEY = "Could not validate API KEY"
@@ -54,11 +53,10 @@ class ProgramAccess(Guard[int]):
         return pk
 
     @classmethod
-    def prepare(cls, conn: Connection, guards: Sequence[Guard[Any]]) -> None:
-        # The batch's keys and programs in one round trip (PostgreSQL).
+    def reads(cls, conn: Connection, guards: Sequence[Guard[Any]]) -> list[Read]:
+        # The batch's programs, read with its keys (``Guard.prepare``).
         programs = {g.program_id for g in guards if isinstance(g, ProgramAccess)}
-        reads = keys.key_reads(conn, (g.secret for g in guards))
-        read_together(conn, reads + store.program_reads(conn, programs))
+        return store.program_reads(conn, programs)
 
 
 def _check_api_version(api_version: str | None) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from labelhub.core import keys
 from labelhub.core.db import Database
 from labelhub.core.errors import LabelhubError
+from labelhub.core.sql import Read, read_together
 
 # The key header of the HAR and administration APIs (ActionHub has its own, actionhub-key).
 X_API_KEY = APIKeyHeader(name="x-api-key", auto_error=False, scheme_name="x-api-key")
@@ -63,7 +64,15 @@ class Guard(Generic[C]):
 
     @classmethod
     def prepare(cls, conn: Connection, guards: Sequence[Guard[Any]]) -> None:
-        """Before checking several guards of one kind: read what they will look up, at once."""
+        """Before checking several guards of one kind: read their keys and what ``reads`` names,
+        at once (one round trip on PostgreSQL)."""
+        key_reads = keys.key_reads(conn, (g.secret for g in guards))
+        read_together(conn, key_reads + cls.reads(conn, guards))
+
+    @classmethod
+    def reads(cls, conn: Connection, guards: Sequence[Guard[Any]]) -> list[Read]:
+        """What these guards' checks will look up besides their keys, as reads."""
+        return []
 
 
 @functools.cache

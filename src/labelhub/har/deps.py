@@ -15,11 +15,10 @@ from fastapi import Depends, Path, Request
 from sqlalchemy import Connection
 
 from labelhub.actionhub.schemas import FORBIDDEN
-from labelhub.core import keys
 from labelhub.core.access import X_API_KEY, Guard
 from labelhub.core.db import Database
 from labelhub.core.errors import Forbidden, Invalid, Unauthenticated
-from labelhub.core.sql import read_together
+from labelhub.core.sql import Read
 from labelhub.har import store
 from labelhub.har.schemas import IDENTIFIER
 
@@ -95,12 +94,11 @@ class RegistryAccess(Guard[store.RegistryRow]):
         return store.find_registry(conn, space, self.identifier)
 
     @classmethod
-    def prepare(cls, conn: Connection, guards: Sequence[Guard[Any]]) -> None:
-        # The batch's keys and registries in one round trip (PostgreSQL). Read before the grants
-        # are checked, but ``check`` consults a registry only once its grant holds.
+    def reads(cls, conn: Connection, guards: Sequence[Guard[Any]]) -> list[Read]:
+        # The batch's registries, read with its keys (``Guard.prepare``): before the grants are
+        # checked, but ``check`` consults a registry only once its grant holds.
         registries = [(g.space_access.space, g.identifier) for g in guards if isinstance(g, cls)]
-        reads = keys.key_reads(conn, (g.secret for g in guards))
-        read_together(conn, reads + store.registry_reads(conn, registries))
+        return store.registry_reads(conn, registries)
 
 
 RegistryRef = Annotated[
