@@ -172,18 +172,29 @@ COLOURS = ("red", "green", "blue", "cyan")
 
 
 def _search_labels_hold(database: dbmod.Database) -> None:
-    """PostgreSQL: every artifact's label array (the GIN-indexed copy the label filters use)
-    holds exactly its label rows, each as "<registry id>:<label>"."""
-    if database.dialect != "postgresql":
-        return
+    """Every artifact's label set as the label filters find it holds exactly its label rows:
+    PostgreSQL's array, each as "<registry id>:<label>"; SQLite's text, each as "r<registry
+    id>x<the label's UTF-8 in hex>", and its FTS5 index agrees with the texts and answers each
+    token with the artifacts that carry it."""
     with database.engine.connect() as conn:
-        arrays = dict(conn.execute(text("SELECT id, search_labels FROM artifacts")).all())
-        expected: dict[int, list[str]] = {artifact: [] for artifact in arrays}
-        for artifact, registry, label in conn.execute(
-            text("SELECT artifact_id, registry_id, label FROM artifact_labels")
-        ):
-            expected[artifact].append(f"{registry}:{label}")
-    assert arrays and {a: sorted(v) for a, v in arrays.items()} == {
+        stored = dict(conn.execute(text("SELECT id, search_labels FROM artifacts")).all())
+        expected: dict[int, list[str]] = {artifact: [] for artifact in stored}
+        rows = conn.execute(text("SELECT artifact_id, registry_id, label FROM artifact_labels"))
+        for artifact, registry, label in rows:
+            if database.dialect == "postgresql":
+                expected[artifact].append(f"{registry}:{label}")
+            else:
+                expected[artifact].append(f"r{registry}x{label.encode().hex().upper()}")
+        if database.dialect == "sqlite":
+            stored = {a: v.split() for a, v in stored.items()}
+            fts = "artifact_labels_fts"
+            conn.exec_driver_sql(f"INSERT INTO {fts}({fts}, rank) VALUES ('integrity-check', 1)")
+            for token in {t for tokens in expected.values() for t in tokens}:
+                found = conn.exec_driver_sql(
+                    f"SELECT rowid FROM {fts} WHERE {fts} MATCH ?", (f'"{token}"',)
+                )
+                assert {a for (a,) in found} == {a for a, v in expected.items() if token in v}
+    assert stored and {a: sorted(v) for a, v in stored.items()} == {
         a: sorted(v) for a, v in expected.items()
     }
 
@@ -398,3 +409,76 @@ async def test_space_registries(filled: Har) -> None:
     ] == ["hf"]
     assert (await get(filled, "/spaces/acct%2Forg/registries"))["itemCount"] == 2
     assert (await get(filled, "/spaces/acct/registries", page=5))["registries"] == []
+
+
+AWKWARD = [
+    "prod",
+    "Prod",
+    'say "hi"',
+    "a AND b",
+    "OR",
+    "(x)*",
+    "NEAR(a b)",
+    "é",
+    "e\u0301",
+    "日本語",
+    "\U0001f600" * 255,
+]
+
+
+async def test_label_filters_match_any_label_exactly(
+    client: httpx.AsyncClient, make_key: Callable[..., str], database: dbmod.Database
+) -> None:
+    """Labels that hold quotes, spaces, FTS5 operators, letters that differ in case only or in
+    normalisation, and 255 four-byte characters are matched exactly and only in their registry,
+    in filters of two labels and more, also after relabelling, deleting an artifact and deleting
+    a whole registry (whose artifacts leave the label index with it)."""
+    h = Har(client, make_key("space:acct=edit"), make_key)
+    for identifier in ("one", "two"):
+        assert (await h.registry("acct", identifier, "DOCKER")).status_code == 201
+    rng = random.Random(8)
+    labelled: dict[tuple[str, str], list[str]] = {}
+    for i in range(40):
+        registry = ("one", "two")[i % 2]
+        labels = sorted({rng.choice(AWKWARD) for _ in range(rng.randrange(5))})
+        r = await h.artifact(f"acct%2F{registry}", f"n{i}", labels=labels)
+        assert r.status_code == 201, r.text
+        labelled[registry, f"n{i}"] = labels
+    _search_labels_hold(database)
+
+    async def check(*registries: str) -> None:
+        for registry in registries:
+            for wanted in ([*AWKWARD[:2]], ["prod", "OR"], AWKWARD[2:5], [AWKWARD[-1], "é"]):
+                for first in (wanted, [*wanted[1:], wanted[0]]):
+                    expected = sorted(
+                        name
+                        for (r, name), labels in labelled.items()
+                        if r == registry and set(first) <= set(labels)
+                    )
+                    data = await get(
+                        h, f"/registry/acct%2F{registry}/artifacts", label=first, size=100
+                    )
+                    assert sorted(names(data)) == expected, (registry, first)
+                    assert data["itemCount"] == len(expected)
+
+    await check("one", "two")
+    for registry, name in rng.sample(sorted(labelled), 10):
+        labels = sorted({rng.choice(AWKWARD) for _ in range(rng.randrange(5))})
+        r = await client.put(
+            f"{P}/registry/acct%2F{registry}/artifact/{name}/labels",
+            json={"labels": labels},
+            headers=h.h(),
+        )
+        assert r.status_code == 200, r.text
+        labelled[registry, name] = labels
+    for registry, name in rng.sample(sorted(labelled), 4):
+        r = await client.delete(f"{P}/registry/acct%2F{registry}/artifact/{name}", headers=h.h())
+        assert r.status_code == 200, r.text
+        del labelled[registry, name]
+    _search_labels_hold(database)
+    await check("one", "two")
+    r = await client.delete(f"{P}/registry/acct/two/+", headers=h.h())
+    assert r.status_code == 200, r.text
+    labelled = {k: v for k, v in labelled.items() if k[0] != "two"}
+    _search_labels_hold(database)
+    await check("one")

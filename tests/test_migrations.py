@@ -41,7 +41,7 @@ def _search_objects(db: dbmod.Database) -> set[str]:
 
 
 EXPECTED_SEARCH = {
-    "sqlite": {"program_labels_fts", "assets_fts"},
+    "sqlite": {"program_labels_fts", "assets_fts", "artifact_labels_fts"},
     "postgresql": {"ix_program_labels_trgm", "ix_assets_trgm", "ix_artifacts_search_labels"},
 }
 
@@ -106,9 +106,9 @@ def test_sqlite_pragmas_hold_on_every_connection(databases: DatabaseFactory) -> 
 
 
 def test_artifact_label_arrays_are_filled_from_the_label_rows(databases: DatabaseFactory) -> None:
-    """Migration 0006 on a database that already holds labelled artifacts: on PostgreSQL each
-    artifact's label array is filled from its label rows; the label filter finds the same
-    artifacts before and after it (on SQLite the migration changes nothing)."""
+    """Migrations 0006 (PostgreSQL) and 0008 (SQLite) on a database that already holds labelled
+    artifacts: each artifact's label set (an array; a text of tokens under FTS5) is filled from
+    its label rows; the label filter finds the same artifacts before and after."""
     db = dbmod.Database(Settings(database_url=databases.empty()))
     query = store.ArtifactQuery(["a", "b"], None, None, 0, 50, "name", "ASC")
     try:
@@ -120,15 +120,13 @@ def test_artifact_label_arrays_are_filled_from_the_label_rows(databases: Databas
             for i, labels in enumerate([["a", "b"], ["a"], ["b", "c", "a"], [], ["b"]] * 2):
                 store.register_artifact(conn, registries[i % 2], f"n{i}", None, None, labels)
 
-        # The 0005 schema, written by today's store: no label array yet (SQLite: the same).
-        if databases.dialect == "postgresql":
-            with db.engine.begin() as conn:
-                conn.exec_driver_sql("ALTER TABLE artifacts ADD COLUMN search_labels text[]")
-            db.run_write(fill)
-            with db.engine.begin() as conn:
-                conn.exec_driver_sql("ALTER TABLE artifacts DROP COLUMN search_labels")
-        else:
-            db.run_write(fill)
+        # The 0005 schema, written by today's store: no label sets yet.
+        kind = "text[]" if databases.dialect == "postgresql" else "TEXT"
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE artifacts ADD COLUMN search_labels {kind}")
+        db.run_write(fill)
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE artifacts DROP COLUMN search_labels")
         with dbmod.migration_lock(db) as conn:
             dbmod.upgrade(conn)
         _search_labels_hold(db)

@@ -4,8 +4,9 @@ Timestamps are integer Unix epoch milliseconds (UTC) on both dialects: HAR answe
 milliseconds, and integers sort and compare the same way on SQLite and PostgreSQL.
 Substring search has dialect-specific indexes that the models do not declare (the migrations
 create them, ``SEARCH_OBJECTS`` names them): SQLite FTS5 ``trigram`` tables kept by triggers, and
-PostgreSQL ``pg_trgm`` GIN indexes. On PostgreSQL, label filters of artifact listings also have
-one: each artifact's labels as an array under a GIN index (``artifacts.search_labels``).
+PostgreSQL ``pg_trgm`` GIN indexes. Label filters of artifact listings also have one: each
+artifact's labels in ``artifacts.search_labels``, an array under a GIN index on PostgreSQL, a
+text of tokens under an FTS5 index on SQLite.
 
 Text that is sorted on the wire uses byte-wise order on both dialects (SQLite's BINARY collation,
 PostgreSQL's "C" collation): for UTF-8 that is code-point order, the order of Python's ``sorted``.
@@ -71,9 +72,11 @@ SEARCH_OBJECTS = (
     "assets_fts",
     "ix_program_labels_trgm",
     "ix_assets_trgm",
-    # PostgreSQL: artifacts.search_labels and its GIN index (migration 0006, har.store)
+    # artifacts.search_labels and its index: PostgreSQL's GIN (migration 0006), SQLite's FTS5
+    # (0008, with its triggers); har.store
     "search_labels",
     "ix_artifacts_search_labels",
+    "artifact_labels_fts",
 )
 
 

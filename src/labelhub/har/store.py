@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid as uuidlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -13,7 +14,6 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    and_,
     bindparam,
     column,
     delete,
@@ -22,12 +22,12 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    table,
     text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
 
 from labelhub.actionhub.schemas import FORBIDDEN
 from labelhub.core.errors import Conflict, Invalid, LabelhubError, NotFound
@@ -371,25 +371,43 @@ _DROP_UNUSED = text(
     "DELETE FROM registry_labels WHERE registry_id = :registry AND label = :label "
     "AND artifacts <= 0"
 )
-_TOUCH = text("UPDATE artifacts SET modified_at = :now WHERE id = :artifact")
-# PostgreSQL: the artifact's label array (migration 0006) is written with the label rows; a
-# label update sets modifiedAt in the same statement.
-_TOUCH_POSTGRESQL = text(
-    "UPDATE artifacts SET modified_at = coalesce(:now, modified_at), "
-    "search_labels = coalesce(CAST(:labels AS text[]), search_labels) WHERE id = :artifact"
-)
+# The artifact's label set as its filters find it (migration 0006 on PostgreSQL, 0008 on SQLite)
+# is written with the label rows; a label update sets modifiedAt in the same statement.
+_TOUCH = {
+    "postgresql": text(
+        "UPDATE artifacts SET modified_at = coalesce(:now, modified_at), "
+        "search_labels = coalesce(CAST(:labels AS text[]), search_labels) WHERE id = :artifact"
+    ),
+    "sqlite": text(
+        "UPDATE artifacts SET modified_at = coalesce(:now, modified_at), "
+        "search_labels = coalesce(:labels, search_labels) WHERE id = :artifact"
+    ),
+}
 
 
-def _search_label(registry_id: int, label: str) -> str:
+def _search_label(dialect: str, registry_id: int, label: str) -> str:
     """An element of ``artifacts.search_labels``: one registry's entries are a posting list of
-    their own in the GIN index."""
-    return f"{registry_id}:{label}"
+    their own in the label index. PostgreSQL: an array element, ``<registry id>:<label>``.
+    SQLite: one token of FTS5's ``ascii`` tokenizer whatever the label holds,
+    ``r<registry id>x<the label's UTF-8 in hex>`` (SQL's ``'r' || registry_id || 'x' ||
+    hex(label)``)."""
+    if dialect == "postgresql":
+        return f"{registry_id}:{label}"
+    return f"r{registry_id}x{label.encode().hex().upper()}"
+
+
+def _search_labels(dialect: str, registry_id: int, labels: Iterable[str]) -> Any:
+    """``artifacts.search_labels`` for these labels: an array, or (SQLite) a text of tokens."""
+    tokens = [_search_label(dialect, registry_id, label) for label in sorted(labels)]
+    return tokens if dialect == "postgresql" else " ".join(tokens)
 
 
 def fill_search_labels(conn: Connection, artifact_ids: Sequence[int]) -> None:
-    """PostgreSQL: set these artifacts' label arrays from their label rows, for a bulk load that
-    writes ``artifact_labels`` itself (as ``bench.har_scale`` does)."""
-    if conn.dialect.name == "postgresql" and artifact_ids:
+    """Set these artifacts' label sets (``search_labels``) from their label rows, for a bulk load
+    that writes ``artifact_labels`` itself (as ``bench.har_scale`` does)."""
+    if not artifact_ids:
+        return
+    if conn.dialect.name == "postgresql":
         conn.execute(
             text(
                 "UPDATE artifacts SET search_labels = found.labels FROM (SELECT artifact_id, "
@@ -398,6 +416,16 @@ def fill_search_labels(conn: Connection, artifact_ids: Sequence[int]) -> None:
                 "WHERE artifacts.id = found.artifact_id"
             ),
             {"ids": list(artifact_ids)},
+        )
+    else:
+        conn.execute(
+            text(
+                "UPDATE artifacts SET search_labels = found.labels FROM (SELECT artifact_id, "
+                "group_concat('r' || registry_id || 'x' || hex(label), ' ') AS labels "
+                "FROM artifact_labels WHERE artifact_id IN (SELECT value FROM json_each(:ids)) "
+                "GROUP BY artifact_id) AS found WHERE artifacts.id = found.artifact_id"
+            ),
+            {"ids": json.dumps(list(artifact_ids))},
         )
 
 
@@ -500,13 +528,13 @@ def _write_label_changes(
     dropped: list[dict[str, Any]] = []
     added: list[dict[str, Any]] = []
     steps: Counter[tuple[int, str]] = Counter()
-    on_postgresql = conn.dialect.name == "postgresql"
-    touches: list[dict[str, Any]] = []  # modified_at, and on PostgreSQL search_labels
+    dialect = conn.dialect.name
+    touches: list[dict[str, Any]] = []  # modified_at and search_labels
     for artifact, registry in sorted(touched.items()):
         old, new = set(before[artifact]), set(after[artifact])
-        if on_postgresql and old != new:
-            array = [_search_label(registry, label) for label in sorted(new)]
-            touches.append({"artifact": artifact, "now": now, "labels": array})
+        if old != new:
+            labels = _search_labels(dialect, registry, new)
+            touches.append({"artifact": artifact, "now": now, "labels": labels})
         elif now is not None:
             touches.append({"artifact": artifact, "now": now, "labels": None})
         for label in sorted(old - new):
@@ -535,7 +563,7 @@ def _write_label_changes(
         conn.execute(_COUNT_DOWN, down)
         conn.execute(_DROP_UNUSED, down)
     if touches:
-        conn.execute(_TOUCH_POSTGRESQL if on_postgresql else _TOUCH, touches)
+        conn.execute(_TOUCH[dialect], touches)
 
 
 def delete_artifact(
@@ -678,49 +706,50 @@ def _matching_artifacts(
     """``SELECT artifacts.id`` of the registries' artifacts carrying every label (None: no
     registry has them all).
 
-    On PostgreSQL, two labels or more are looked up in the GIN index of the artifacts' label
-    arrays (migration 0006), which intersects one posting list per label and registry. Otherwise
-    it starts from the rarest label (the kept registry counts say which) and checks each other
-    label per candidate on the (registry_id, label, artifact_id) index, whose entries for one
-    label lie together, so the probes of a query walk one stretch of it: work grows with the
-    rarest label's artifacts, not with the registry (W6, bench/README.md).
+    Two labels or more are looked up in the index of the artifacts' label sets: PostgreSQL's GIN
+    index of their arrays (migration 0006), SQLite's FTS5 index of their token texts (0008).
+    Both intersect one posting list per label and registry, skipping through the long ones
+    (W6, bench/README.md). One label is the stretch of the (registry_id, label, artifact_id)
+    index that lists its artifacts.
     """
     wanted = sorted(set(labels))
     if not wanted:
         return select(Artifact.id).where(Artifact.registry_id.in_(by_id))
-    frequency: Counter[str] = Counter()
     carried: Counter[int] = Counter()  # registry id -> how many of the labels it has
-    for registry_id, label, artifacts in conn.execute(
-        select(RegistryLabel.registry_id, RegistryLabel.label, RegistryLabel.artifacts).where(
+    for registry_id in conn.execute(
+        select(RegistryLabel.registry_id).where(
             RegistryLabel.registry_id.in_(by_id), RegistryLabel.label.in_(wanted)
         )
-    ):
-        frequency[label] += artifacts
+    ).scalars():
         carried[registry_id] += 1
     candidates = sorted(r for r, n in carried.items() if n == len(wanted))
     if not candidates:
         return None
-    if conn.dialect.name == "postgresql" and len(wanted) > 1:
-        arrays = column("search_labels", postgresql.ARRAY(Text))
-        carrying = [[_search_label(r, label) for label in wanted] for r in candidates]
-        return select(Artifact.id).where(
-            Artifact.registry_id.in_(candidates), or_(*(arrays.contains(e) for e in carrying))
+    dialect = conn.dialect.name
+    if len(wanted) > 1:
+        carrying = [[_search_label(dialect, r, label) for label in wanted] for r in candidates]
+        if dialect == "postgresql":
+            arrays = column("search_labels", postgresql.ARRAY(Text))
+            return select(Artifact.id).where(
+                Artifact.registry_id.in_(candidates), or_(*(arrays.contains(e) for e in carrying))
+            )
+        # Tokens are [0-9A-Fa-z], so quoted they are themselves.
+        match = " OR ".join(
+            "(" + " AND ".join(f'"{token}"' for token in tokens) + ")" for tokens in carrying
         )
-    rarest, *others = sorted(wanted, key=lambda label: frequency[label])
-    first = aliased(ArtifactLabel)
-    query = select(Artifact.id).select_from(first)
-    for other in others:
-        also = aliased(ArtifactLabel)
-        query = query.join(
-            also,
-            and_(
-                also.registry_id == first.registry_id,
-                also.label == other,
-                also.artifact_id == first.artifact_id,
-            ),
+        fts = table("artifact_labels_fts", column("rowid", Integer))
+        return (
+            select(Artifact.id)
+            .select_from(fts)
+            .join(Artifact, Artifact.id == fts.c.rowid)
+            .where(literal_column("artifact_labels_fts").op("MATCH")(match))
         )
-    return query.join(Artifact, Artifact.id == first.artifact_id).where(
-        first.registry_id.in_(candidates), first.label == rarest
+    (label,) = wanted
+    return (
+        select(Artifact.id)
+        .select_from(ArtifactLabel)
+        .join(Artifact, Artifact.id == ArtifactLabel.artifact_id)
+        .where(ArtifactLabel.registry_id.in_(candidates), ArtifactLabel.label == label)
     )
 
 
