@@ -145,6 +145,33 @@ def test_bad_configuration_exit_2(
     assert one_line(capsys.readouterr().err).startswith("labelhub: error: LABELHUB_DB_TIMEOUT")
 
 
+def test_a_database_upgraded_by_a_newer_labelhub_is_refused_in_one_line(cli) -> None:  # type: ignore[no-untyped-def]
+    """A schema revision this labelhub does not know (a newer one migrated the database): every
+    command stops with one clear line and exit 1, not a traceback, and changes nothing."""
+    code, _, _ = cli("db", "upgrade")
+    assert code == 0
+    database = dbmod.Database(Settings(database_url=cli.url))
+    try:
+        with database.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    finally:
+        database.close()
+    for command in (("db", "upgrade"), ("programs", "list")):
+        code, _, err = cli(*command)
+        assert code == 1
+        assert one_line(err) == (
+            "labelhub: error: The database is at schema revision 9999, which this labelhub does "
+            f"not know (its newest is {dbmod.head_revision()}): a newer labelhub upgraded it; "
+            "run that one"
+        )
+    database = dbmod.Database(Settings(database_url=cli.url))
+    try:
+        with database.engine.connect() as conn:
+            assert dbmod.current_revision(conn) == "9999"
+    finally:
+        database.close()
+
+
 def test_unreachable_database_exit_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -641,7 +641,23 @@ def downgrade(conn: Connection, revision: str) -> None:
     _run_alembic(conn, lambda cfg: command.downgrade(cfg, revision))
 
 
+class SchemaTooNew(LabelhubError):
+    """The database's schema revision is one this labelhub does not know."""
+
+
 def _run_alembic(conn: Connection, action: Callable[[Any], None]) -> None:
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
+    current = current_revision(conn)
+    try:
+        if current is not None:
+            ScriptDirectory.from_config(alembic_config()).get_revision(current)
+    except CommandError:
+        raise SchemaTooNew(
+            f"The database is at schema revision {current}, which this labelhub does not know "
+            f"(its newest is {head_revision()}): a newer labelhub upgraded it; run that one"
+        ) from None
     sqlite = conn.dialect.name == "sqlite"
     if sqlite:
         # Table rebuilds (batch mode) must not fire ON DELETE CASCADE; checked again below.
