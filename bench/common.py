@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import socket
 import statistics
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,54 @@ def measure(
     return {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
 
 
+def profiled(
+    proc: subprocess.Popen[bytes],
+    base: str,
+    requests: list[Request],
+    count: int,
+    headers: dict[str, str],
+) -> dict[str, Any]:
+    """Where the server spends its time on ``requests``: py-spy samples the ``labelhub serve``
+    process (sampling from outside, without pausing it) while ``measure`` sends them. The share
+    of the samples in the database (SQLAlchemy's ``do_execute``, and on PostgreSQL any psycopg
+    call: commits, the pool's pings): SQLite's own work, or the wait for PostgreSQL's, whose
+    work is in its own processes (the plans show it); in fetching rows; and elsewhere (FastAPI,
+    pydantic, JSON, the event loop). And the ten busiest innermost frames."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "stacks.txt"
+        command = ["py-spy", "record", "--pid", str(proc.pid), "--format", "raw"]
+        command += ["--rate", "500", "--nonblocking", "--output", str(out)]
+        spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(1.0)  # py-spy attaches
+        latency = measure(base, requests, count, headers)
+        spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
+        _, err = spy.communicate(timeout=60)
+        if not out.exists():
+            raise RuntimeError(f"py-spy wrote nothing: {err.decode(errors='replace')}")
+        shares: Counter[str] = Counter()
+        inner: Counter[str] = Counter()
+        for line in out.read_text().splitlines():
+            stack, _, samples = line.rpartition(" ")
+            if not stack:
+                continue
+            frames, n = stack.split(";"), int(samples)
+            inner[frames[-1]] += n
+            if any("do_execute" in f or "psycopg/" in f for f in frames):
+                shares["database"] += n
+            elif any("engine/cursor.py" in f for f in frames):
+                shares["fetching rows"] += n
+            else:
+                shares["elsewhere"] += n
+    total = sum(shares.values()) or 1
+    return {
+        "command": shlex.join([*command[:-1], "<file>"]),
+        "latency_while_sampled_ms": {k: round(v, 2) for k, v in latency.items()},
+        "samples": total,
+        "shares": {k: round(v / total, 3) for k, v in shares.most_common()},
+        "innermost": [[frame, round(n / total, 3)] for frame, n in inner.most_common(10)],
+    }
+
+
 def explain(
     url: str, requests: dict[str, Request], headers: dict[str, str], marker: str
 ) -> dict[str, list[str]]:
@@ -188,8 +238,14 @@ def scale_main(
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="comma-separated figures to profile with py-spy at the largest size (pip install py-spy)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    profile = [name for name in args.profile.split(",") if name]
     from labelhub.core import keys
 
     admin = keys.mint_secret()
@@ -232,6 +288,12 @@ def scale_main(
                             f"  {name:<16} p50 {figures[name]['p50_ms']:7.2f} ms  p99 {figures[name]['p99_ms']:7.2f} ms",
                             flush=True,
                         )
+                    if size == max(sizes) and profile:
+                        requests_of = workloads(size)
+                        figures["profiles"] = {
+                            name: profiled(proc, base, requests_of[name], args.requests, headers)
+                            for name in profile
+                        }
                 finally:
                     proc.terminate()
                     proc.wait()

@@ -55,6 +55,14 @@ def scale_section(report: dict[str, Any], title: str, unit: str) -> list[str]:
         lines.append(f"| `{kind}` | " + " | ".join(cells) + " |")
     loads = ", ".join(f"{int(s):,}: {report['sizes'][s]['load_seconds']} s" for s in sizes)
     lines += ["", f"Load time (10,000 rows per transaction): {loads}.", ""]
+    largest = max(sizes, key=int)
+    for name, profile in report["sizes"][largest].get("profiles", {}).items():
+        shares = ", ".join(f"{share:.0%} {where}" for where, share in profile["shares"].items())
+        lines += [
+            f"Where the server spends `{name}` at {int(largest):,} (py-spy, "
+            f"{profile['samples']:,} samples): {shares}.",
+            "",
+        ]
     return lines
 
 
