@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, insert, text
 
 from labelhub.core import db as dbmod
 from tests.test_har_core import Har, envelope_error
@@ -482,3 +482,42 @@ async def test_label_filters_match_any_label_exactly(
     labelled = {k: v for k, v in labelled.items() if k[0] != "two"}
     _search_labels_hold(database)
     await check("one")
+
+
+def test_a_bulk_load_fills_the_label_sets(database: dbmod.Database) -> None:
+    """``fill_search_labels`` (for loads that write label rows themselves, as ``bench.har_scale``
+    does) gives each chosen artifact the label set the store would have written, and the filters
+    find them; an artifact not chosen keeps its own."""
+    from labelhub.core.models import Artifact, ArtifactLabel
+    from labelhub.har import store
+
+    def load(conn: Any) -> None:
+        registry = store.create_registry(conn, "acct", "bulk", "DOCKER", "", [])
+        kept = store.register_artifact(conn, registry, "kept", None, None, ["x", "y"])
+        ids = []
+        for i, labels in enumerate([["x", "y"], ["y", "\U0001f600 z"], [], ["x"]]):
+            values = {"uuid": f"u{i}", "registry_id": registry.id, "name": f"b{i}"}
+            values |= {"name_folded": f"b{i}", "artifact_type": "", "downloads_count": 0}
+            values |= {"created_at": 1, "modified_at": 1}
+            (artifact_id,) = conn.execute(insert(Artifact).returning(Artifact.id), [values]).one()
+            ids.append(artifact_id)
+            for label in labels:
+                conn.execute(
+                    insert(ArtifactLabel).values(
+                        artifact_id=artifact_id, label=label, registry_id=registry.id
+                    )
+                )
+        store.fill_search_labels(conn, [*ids, kept.id][1:])  # b0 is left out, then filled
+        store.fill_search_labels(conn, ids[:1])
+
+    database.run_write(load)
+    _search_labels_hold(database)
+
+    def listed(conn: Any) -> list[str]:
+        registry = store.find_registry(conn, "acct", "bulk")
+        query = store.ArtifactQuery(["y", "x"], None, None, 0, 50, "name", "ASC")
+        items, total = store.list_artifacts(conn, [registry], query)
+        assert total == len(items)
+        return [item.artifact.name for item in items]
+
+    assert database.run_read(listed) == ["b0", "kept"]

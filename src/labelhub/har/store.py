@@ -402,31 +402,36 @@ def _search_labels(dialect: str, registry_id: int, labels: Iterable[str]) -> Any
     return tokens if dialect == "postgresql" else " ".join(tokens)
 
 
+# ``_search_labels`` in SQL, per dialect: the label set of each artifact in ``:ids`` (a bound
+# list) from its label rows, and how ``:ids`` is bound.
+_LABEL_SETS: dict[str, tuple[str, str, Callable[[list[int]], Any]]] = {
+    "postgresql": (
+        "array_agg(registry_id || ':' || label ORDER BY label)",
+        "artifact_id = ANY(:ids)",
+        list,
+    ),
+    "sqlite": (
+        "group_concat('r' || registry_id || 'x' || hex(label), ' ')",
+        "artifact_id IN (SELECT value FROM json_each(:ids))",
+        json.dumps,
+    ),
+}
+
+
 def fill_search_labels(conn: Connection, artifact_ids: Sequence[int]) -> None:
     """Set these artifacts' label sets (``search_labels``) from their label rows, for a bulk load
     that writes ``artifact_labels`` itself (as ``bench.har_scale`` does)."""
     if not artifact_ids:
         return
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            text(
-                "UPDATE artifacts SET search_labels = found.labels FROM (SELECT artifact_id, "
-                "array_agg(registry_id || ':' || label ORDER BY label) AS labels "
-                "FROM artifact_labels WHERE artifact_id = ANY(:ids) GROUP BY artifact_id) AS found "
-                "WHERE artifacts.id = found.artifact_id"
-            ),
-            {"ids": list(artifact_ids)},
-        )
-    else:
-        conn.execute(
-            text(
-                "UPDATE artifacts SET search_labels = found.labels FROM (SELECT artifact_id, "
-                "group_concat('r' || registry_id || 'x' || hex(label), ' ') AS labels "
-                "FROM artifact_labels WHERE artifact_id IN (SELECT value FROM json_each(:ids)) "
-                "GROUP BY artifact_id) AS found WHERE artifacts.id = found.artifact_id"
-            ),
-            {"ids": json.dumps(list(artifact_ids))},
-        )
+    label_set, chosen, bound = _LABEL_SETS[conn.dialect.name]
+    conn.execute(
+        text(
+            f"UPDATE artifacts SET search_labels = found.labels FROM (SELECT artifact_id, "
+            f"{label_set} AS labels FROM artifact_labels WHERE {chosen} GROUP BY artifact_id) "
+            "AS found WHERE artifacts.id = found.artifact_id"
+        ),
+        {"ids": bound(list(artifact_ids))},
+    )
 
 
 def replace_labels(
@@ -733,7 +738,8 @@ def _matching_artifacts(
             return select(Artifact.id).where(
                 Artifact.registry_id.in_(candidates), or_(*(arrays.contains(e) for e in carrying))
             )
-        # Tokens are [0-9A-Fa-z], so quoted they are themselves.
+        # Tokens are letters and digits, so quoted they are themselves; they name their registry,
+        # so the matches are the candidates' artifacts.
         match = " OR ".join(
             "(" + " AND ".join(f'"{token}"' for token in tokens) + ")" for tokens in carrying
         )
