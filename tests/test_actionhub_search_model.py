@@ -107,3 +107,27 @@ async def test_search_indexes_stay_in_step_with_their_tables(
         *(f"l2-{i}" for i in range(40, 50)),
     ]
     assert (await ah.assets(search="x2"))["total"] == 38
+
+
+async def test_a_label_holding_the_pieces_of_a_search_apart_is_no_match(ah: ActionHub) -> None:
+    """The trigram index is asked for rows holding trigrams that cover the search (SQLite); a
+    label holding all of them, but apart or out of order, is not a match."""
+    searches = ["abcdef", "abcdefg", "abcd", "ab\"cd'ef%_"]
+    labels = [
+        "abcdef",
+        "x-abcdefg-y",
+        "def-abc",
+        "abc-def-efg",
+        "abc_cdef",
+        "bcd-abc",
+        "ABCD",
+        "ab\"cd'ef%_",
+        "ef%_ ab\"cd'",
+        "cd'ab\"ef%_",
+    ]
+    r = await ah.put_labels([{"label": label, "weight": i} for i, label in enumerate(labels)])
+    assert r.status_code == 200
+    for search in searches:
+        body = await ah.labels(search=search, size=100)
+        assert [item["label"] for item in body["items"]] == expected(labels, search), search
+        assert body["total"] == len(expected(labels, search))

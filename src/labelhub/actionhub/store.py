@@ -177,15 +177,28 @@ def _searchable(search: str | None) -> str | None:
     return search.casefold()
 
 
+def _covering_trigrams(text: str) -> list[str]:
+    """Trigrams of ``text`` (3 characters or more) that together cover every character: one
+    every 3 characters, and the last 3 when the length is not a multiple of 3; distinct, in
+    order."""
+    trigrams = [text[i : i + 3] for i in range(0, len(text) - 2, 3)]
+    if len(text) % 3:
+        trigrams.append(text[-3:])
+    return list(dict.fromkeys(trigrams))
+
+
 def _search_filter(
     conn: Connection, table: str, column: str, folded: str
 ) -> tuple[str, str, dict[str, Any]]:
     """FROM and WHERE fragments (alias ``t``) selecting rows whose ``column`` contains ``folded``.
 
-    SQLite: a search of 3 characters or more is an FTS5 phrase query on the trigram index (a
-    phrase of consecutive trigrams is exactly a substring; no GLOB syntax to escape), driven
-    from the index to the rows by rowid, and ``instr`` checks the exact substring on each row
-    (belt and braces). Reading the matches' rowids from the index first, not walking the
+    SQLite: a search of 3 characters or more asks the trigram index for the rows holding every
+    trigram of a set that covers the search end to end (``_covering_trigrams``), driven from the
+    index to the rows by rowid, and ``instr`` keeps the rows that hold the search itself. Every
+    row that contains the search holds those trigrams, so nothing is missed; the index answers
+    an AND of them without the positions a phrase query of all the overlapping trigrams must
+    match (W5 at 1M labels, SQL alone: a search with 1,000 matches 9.2 -> 5.6 ms, one with a
+    single match 0.54 -> 0.35). Reading the matches' rowids from the index first, not walking the
     program's rows and probing the index, is what keeps a search with 20,000 matches among
     1,000,000 labels near 20 ms rather than 90. A shorter search has no trigram: ``instr`` alone
     scans the program's rows. PostgreSQL: ``LIKE`` on the pg_trgm index.
@@ -194,11 +207,11 @@ def _search_filter(
         exact = f"instr(t.{column}, :needle) > 0"
         if len(folded) < 3:
             return f"{table} t", exact, {"needle": folded}
-        phrase = '"' + folded.replace('"', '""') + '"'
+        query = " AND ".join('"' + t.replace('"', '""') + '"' for t in _covering_trigrams(folded))
         return (
             f"{table}_fts AS f CROSS JOIN {table} AS t ON t.rowid = f.rowid",
-            f"f.{column} MATCH :phrase AND {exact}",
-            {"phrase": phrase, "needle": folded},
+            f"f.{column} MATCH :trigrams AND {exact}",
+            {"trigrams": query, "needle": folded},
         )
     return (
         f"{table} t",
