@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid as uuidlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -402,20 +401,12 @@ def _search_labels(dialect: str, registry_id: int, labels: Iterable[str]) -> Any
     return tokens if dialect == "postgresql" else " ".join(tokens)
 
 
-# ``_search_labels`` in SQL, per dialect: the label set of each artifact in ``:ids`` (a bound
-# list) from its label rows, and how ``:ids`` is bound.
-_LABEL_SETS: dict[str, tuple[str, str, Callable[[list[int]], Any]]] = {
-    "postgresql": (
-        "array_agg(registry_id || ':' || label ORDER BY label)",
-        "artifact_id = ANY(:ids)",
-        list,
-    ),
-    "sqlite": (
-        "group_concat('r' || registry_id || 'x' || hex(label), ' ')",
-        "artifact_id IN (SELECT value FROM json_each(:ids))",
-        json.dumps,
-    ),
+# ``_search_labels`` in SQL, per dialect: an artifact's label set from its label rows.
+_LABEL_SET = {
+    "postgresql": "array_agg(registry_id || ':' || label ORDER BY label)",
+    "sqlite": "group_concat('r' || registry_id || 'x' || hex(label), ' ')",
 }
+_SEARCH_LABELS = table("artifacts", column("id", Integer), column("search_labels"))
 
 
 def fill_search_labels(conn: Connection, artifact_ids: Sequence[int]) -> None:
@@ -423,14 +414,18 @@ def fill_search_labels(conn: Connection, artifact_ids: Sequence[int]) -> None:
     that writes ``artifact_labels`` itself (as ``bench.har_scale`` does)."""
     if not artifact_ids:
         return
-    label_set, chosen, bound = _LABEL_SETS[conn.dialect.name]
+    dialect = conn.dialect.name
+    found = (
+        select(ArtifactLabel.artifact_id, literal_column(_LABEL_SET[dialect]).label("labels"))
+        .where(one_of(ArtifactLabel.artifact_id, "ids", Integer, dialect))
+        .group_by(ArtifactLabel.artifact_id)
+        .subquery("found")
+    )
     conn.execute(
-        text(
-            f"UPDATE artifacts SET search_labels = found.labels FROM (SELECT artifact_id, "
-            f"{label_set} AS labels FROM artifact_labels WHERE {chosen} GROUP BY artifact_id) "
-            "AS found WHERE artifacts.id = found.artifact_id"
-        ),
-        {"ids": bound(list(artifact_ids))},
+        update(_SEARCH_LABELS)
+        .values(search_labels=found.c.labels)
+        .where(_SEARCH_LABELS.c.id == found.c.artifact_id),
+        {"ids": list(artifact_ids)},
     )
 
 
