@@ -266,8 +266,9 @@ def scale_main(
                 print(f"{args.db} {size:>9,} rows loaded in {seconds:.1f}s", flush=True)
                 proc, base = serve(url, admin)
                 figures: dict[str, Any] = {"load_seconds": round(seconds, 2)}
+                requests_of = workloads(size)
                 try:
-                    for name, requests in workloads(size).items():
+                    for name, requests in requests_of.items():
                         runs = [
                             measure(base, requests, args.requests, headers)
                             for _ in range(args.runs)
@@ -289,7 +290,6 @@ def scale_main(
                             flush=True,
                         )
                     if size == max(sizes) and profile:
-                        requests_of = workloads(size)
                         figures["profiles"] = {
                             name: profiled(proc, base, requests_of[name], args.requests, headers)
                             for name in profile
@@ -299,7 +299,7 @@ def scale_main(
                     proc.wait()
                 if size == max(sizes):
                     figures["plans"] = explain(
-                        url, {k: v[0] for k, v in workloads(size).items()}, headers, marker
+                        url, {k: v[0] for k, v in requests_of.items()}, headers, marker
                     )
                 report["sizes"][str(size)] = figures
             finally:
