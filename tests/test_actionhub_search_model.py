@@ -110,9 +110,10 @@ async def test_search_indexes_stay_in_step_with_their_tables(
 
 
 async def test_a_label_holding_the_pieces_of_a_search_apart_is_no_match(ah: ActionHub) -> None:
-    """The trigram index is asked for rows holding trigrams that cover the search (SQLite); a
-    label holding all of them, but apart or out of order, is not a match."""
-    searches = ["abcdef", "abcdefg", "abcd", "ab\"cd'ef%_"]
+    """The trigram index is asked for rows holding trigrams that cover the search (on
+    PostgreSQL: its words); a label holding all of them, but apart or out of order, is not a
+    match."""
+    searches = ["abcdef", "abcdefg", "abcd", "ab\"cd'ef%_", "zel-riv", "hazel river", "été-à"]
     labels = [
         "abcdef",
         "x-abcdefg-y",
@@ -124,6 +125,13 @@ async def test_a_label_holding_the_pieces_of_a_search_apart_is_no_match(ah: Acti
         "ab\"cd'ef%_",
         "ef%_ ab\"cd'",
         "cd'ab\"ef%_",
+        "hazel-river-1",
+        "river-hazel",
+        "hazel_river",
+        "Hazel River",
+        "hazel  river",
+        "ÉTÉ-À-b",
+        "été-a",
     ]
     r = await ah.put_labels([{"label": label, "weight": i} for i, label in enumerate(labels)])
     assert r.status_code == 200
