@@ -190,8 +190,8 @@ def _covering_trigrams(text: str) -> list[str]:
 
 
 # The runs of a folded search that pg_trgm indexes as words on any database locale: it splits
-# text at characters that are not letters or digits, and which are is the locale's call beyond
-# ASCII.
+# text at characters that are not letters or digits, and which characters are letters beyond
+# ASCII is the locale's call.
 _PG_TRGM_WORD = re.compile(r"[a-z0-9]{3,}")
 
 
@@ -231,9 +231,9 @@ def _search_filter(
     and ``strpos`` tests for the search itself. W5 at 1M labels, SQL alone, medians over 25 of
     the bench's searches of each kind, alternated with the other forms: 1,000 matches
     11.8 -> 5.1 ms (the GIN scan of ``hazel-river-`` 9.4 -> 3.0), 1 match 1.1 -> 0.8, 20,000
-    matches 32.3 -> 30.8 (the heap reads are its cost). Overlapping pieces of each word (all
-    its trigrams, 7.1 ms) or a ``LIKE`` per covering trigram (7.7 ms) were slower. A search
-    without such a word keeps the one ``LIKE`` of itself.
+    matches 32.3 -> 30.8 (the heap reads are its cost). Pieces whose last one takes the 1 or 2
+    characters left over (more trigrams, 7.1 ms) or a ``LIKE`` per covering trigram (7.7 ms)
+    were slower. A search without such a word keeps the one ``LIKE`` of itself.
     """
     if conn.dialect.name == "sqlite":
         exact = f"instr(t.{column}, :needle) > 0"
