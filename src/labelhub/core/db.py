@@ -587,10 +587,15 @@ def alembic_config(conn: Connection | None = None) -> Any:
     return config
 
 
-def head_revision() -> str | None:
+def _scripts() -> Any:
+    """Alembic's view of labelhub's migrations (the revisions this labelhub knows)."""
     from alembic.script import ScriptDirectory
 
-    head: str | None = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str | None:
+    head: str | None = _scripts().get_current_head()
     return head
 
 
@@ -646,13 +651,12 @@ class SchemaTooNew(LabelhubError):
 
 
 def _run_alembic(conn: Connection, action: Callable[[Any], None]) -> None:
-    from alembic.script import ScriptDirectory
     from alembic.util.exc import CommandError
 
     current = current_revision(conn)
     try:
         if current is not None:
-            ScriptDirectory.from_config(alembic_config()).get_revision(current)
+            _scripts().get_revision(current)
     except CommandError:
         raise SchemaTooNew(
             f"The database is at schema revision {current}, which this labelhub does not know "
