@@ -82,11 +82,15 @@ def percentile(values: list[float], q: float) -> float:
 Request = tuple[str, dict[str, Any]]
 
 
-def serve(url: str, admin: str) -> tuple[subprocess.Popen[bytes], str]:
-    """``labelhub serve`` on ``url`` in a subprocess; its base URL once it answers."""
+def serve(
+    url: str, admin: str, settings: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``labelhub serve`` on ``url`` in a subprocess, with these ``LABELHUB_*`` settings besides
+    its defaults; its base URL once it answers."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABELHUB_")}
     env.update(LABELHUB_DATABASE_URL=url, LABELHUB_ADMIN_KEY=admin, LABELHUB_LOG_LEVEL="warning")
+    env.update(settings or {})
     exe = Path(sys.executable).parent / "labelhub"
     # The server's log goes to a file, named on failure (a 500 is worth reading about).
     log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
@@ -243,7 +247,17 @@ def scale_main(
         default="",
         help="comma-separated figures to profile with py-spy at the largest size (pip install py-spy)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="LABELHUB_NAME=VALUE",
+        help="a setting for the server (repeatable), e.g. LABELHUB_SQLITE_MMAP_MB=0",
+    )
     args = parser.parse_args()
+    settings = dict(item.split("=", 1) for item in args.set)
+    if not all(name.startswith("LABELHUB_") for name in settings):
+        parser.error("--set takes LABELHUB_NAME=VALUE")
     sizes = [int(s) for s in args.sizes.split(",")]
     profile = [name for name in args.profile.split(",") if name]
     from labelhub.core import keys
@@ -264,7 +278,7 @@ def scale_main(
             try:
                 seconds = load(url, size, admin)
                 print(f"{args.db} {size:>9,} rows loaded in {seconds:.1f}s", flush=True)
-                proc, base = serve(url, admin)
+                proc, base = serve(url, admin, settings)
                 figures: dict[str, Any] = {"load_seconds": round(seconds, 2)}
                 requests_of = workloads(size)
                 try:

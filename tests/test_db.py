@@ -165,6 +165,22 @@ def test_the_migration_lock_leaves_sqlites_own_locks_alone(tmp_path: Path) -> No
         db.close()
 
 
+@pytest.mark.parametrize(("setting", "expected"), [(None, 1024 << 20), (0, 0), (64, 64 << 20)])
+def test_sqlite_connections_map_the_database_as_configured(
+    tmp_path: Path, setting: int | None, expected: int
+) -> None:
+    """Every pooled SQLite connection reads through a memory map of LABELHUB_SQLITE_MMAP_MB (1 GiB
+    by default, 0: off)."""
+    extra = {} if setting is None else {"sqlite_mmap_mb": setting}
+    db = dbmod.Database(Settings(database_url=f"sqlite:///{tmp_path / 'mmap.db'}", **extra))
+    try:
+        with db.transaction() as first, db.transaction() as second:
+            for conn in (first, second):
+                assert conn.exec_driver_sql("PRAGMA mmap_size").scalar_one() == expected
+    finally:
+        db.close()
+
+
 async def test_a_long_write_that_keeps_working_is_waited_for(db_url: str) -> None:
     """A batch longer than the timeout is not cut while its statements keep completing
     (a POST /events refreshing 1,000 users' pools on PostgreSQL takes ~4.5 s)."""

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # Seconds: connecting to the database, waiting for a lock, answering /readyz.
     db_timeout: float = Field(default=5.0, gt=0)
     db_pool_size: int = Field(default=10, ge=1)
+    # SQLite: how much of the database file each connection reads through one shared memory map
+    # (PRAGMA mmap_size) rather than copying pages into its own small cache; 0 turns it off.
+    sqlite_mmap_mb: int = Field(default=1024, ge=0, le=1 << 20)
     # Most transactions the single writer folds into one commit.
     write_batch_max: int = Field(default=256, ge=1)
     # Threads that run read transactions (few: the work holds the GIL; see Database.read).

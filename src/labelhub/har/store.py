@@ -23,6 +23,7 @@ from sqlalchemy import (
     select,
     table,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -658,26 +659,29 @@ def list_artifacts(
         if search:
             matches = matches.where(_contains(conn, Artifact.name_folded, search))
         # One statement (one snapshot: an artifact deleted meanwhile is in neither or both):
-        # the matches are found with their sort keys, counted (a window over all of them) and
-        # sorted by the sort key alone, then the page's rows are joined back. PostgreSQL must
-        # find the matches first (MATERIALIZED): left to itself it walks the sort index and
-        # filters every artifact of the registry (570 ms for 3,300 matches of 1M).
+        # the matches are found once with their sort keys (MATERIALIZED: PostgreSQL left to
+        # itself walks the sort index and filters every artifact of the registry, 570 ms for
+        # 3,300 matches of 1M), the page is sorted out of them by the sort key alone and its rows
+        # joined back, and the matches are counted beside it (a window over all of them carried
+        # every match through the sort: W6 filter_common at 1M, SQLite SQL 8.5 -> 8.0 ms).
         found = (
             matches.add_columns(sort_key.label("sort_key"))
             .cte("matches")
-            .prefix_with("MATERIALIZED", dialect="postgresql")
+            .prefix_with("MATERIALIZED")
         )
         page = (
-            select(found.c.id, found.c.sort_key, func.count().over().label("matches_in_all"))
+            select(found.c.id, found.c.sort_key)
             .order_by(*_ordered(q.sort_order, found.c.sort_key, found.c.id))
             .limit(q.size)
             .offset(offset)
             .subquery()
         )
+        counted = select(func.count().label("matches_in_all")).select_from(found).subquery()
         rows = conn.execute(
-            select(*columns, page.c.matches_in_all)
+            select(*columns, counted.c.matches_in_all)
             .select_from(page)
             .join(Artifact, Artifact.id == page.c.id)
+            .join(counted, true())
             .order_by(*_ordered(q.sort_order, page.c.sort_key, page.c.id))
         ).all()
         if rows:
