@@ -115,9 +115,9 @@ def make_engine(settings: Settings) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             # A search or filter with thousands of matches reads a row per match, spread over
-            # the whole table; through the OS's page cache mapped in place, not copied into a
-            # 2 MB cache per connection (W5 search_common at 1M labels, SQL alone 34 -> 26 ms;
-            # W6 filter_common at 1M artifacts 10.5 -> 8.5 ms; bench/README.md).
+            # the whole table: through the OS's page cache mapped in place, not copied into a
+            # 2 MB cache per connection (end to end at 1M, p50: W5 search_common 31.2 -> 26 ms,
+            # W6 filter_common 15.4 -> 12.3 ms; bench/README.md). The cost: docs/reliability.md.
             cur.execute(f"PRAGMA mmap_size={mmap_bytes}")
             cur.close()
 

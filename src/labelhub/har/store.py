@@ -663,7 +663,8 @@ def list_artifacts(
         # itself walks the sort index and filters every artifact of the registry, 570 ms for
         # 3,300 matches of 1M), the page is sorted out of them by the sort key alone and its rows
         # joined back, and the matches are counted beside it (a window over all of them carried
-        # every match through the sort: W6 filter_common at 1M, SQLite SQL 8.5 -> 8.0 ms).
+        # every match through the sort: W6 filter_common at 1M, SQLite SQL 8.5 -> 8.0 ms, end to
+        # end within the noise).
         found = (
             matches.add_columns(sort_key.label("sort_key"))
             .cte("matches")
