@@ -255,9 +255,9 @@ def scale_main(
         help="a setting for the server (repeatable), e.g. LABELHUB_SQLITE_MMAP_MB=0",
     )
     args = parser.parse_args()
-    settings = dict(item.split("=", 1) for item in args.set)
-    if not all(name.startswith("LABELHUB_") for name in settings):
+    if not all(item.startswith("LABELHUB_") and "=" in item for item in args.set):
         parser.error("--set takes LABELHUB_NAME=VALUE")
+    settings = dict(item.split("=", 1) for item in args.set)
     sizes = [int(s) for s in args.sizes.split(",")]
     profile = [name for name in args.profile.split(",") if name]
     from labelhub.core import keys
