@@ -12,6 +12,7 @@ keep-alive connection:
 |---|---|
 | ``filter_common`` | ``label=prod&label=team-N``: about 0.33% of artifacts, counted in full |
 | ``filter_rare`` | ``label=team-N&label=tag-M`` of an existing artifact: a few matches |
+| ``filter_one`` | ``label=prod``: a third of the artifacts, newest first, counted in full |
 | ``list_first`` | the unfiltered listing, first page (newest first) |
 | ``labels_first`` | the distinct-label listing, first page |
 | ``labels_search`` | the distinct-label listing, ``search_term=tag-12`` (111 labels) |
@@ -128,6 +129,7 @@ def workloads(size: int) -> dict[str, list[Request]]:
             for _ in range(50)
         ],
         "filter_rare": rare,
+        "filter_one": [(f"{PATH}/artifacts", {"label": ["prod"]})],
         "list_first": [(f"{PATH}/artifacts", {})],
         "labels_first": [(f"{PATH}/artifact/labels", {})],
         "labels_search": [(f"{PATH}/artifact/labels", {"search_term": "tag-12"})],

@@ -175,8 +175,15 @@ def _search_labels_hold(database: dbmod.Database) -> None:
     """Every artifact's label set as the label filters find it holds exactly its label rows:
     PostgreSQL's array, each as "<registry id>:<label>"; SQLite's text, each as "r<registry
     id>x<the label's UTF-8 in hex>", and its FTS5 index agrees with the texts and answers each
-    token with the artifacts that carry it."""
+    token with the artifacts that carry it. Each label row carries its artifact's registry."""
     with database.engine.connect() as conn:
+        astray = conn.execute(
+            text(
+                "SELECT l.artifact_id, l.label FROM artifact_labels AS l JOIN artifacts AS a "
+                "ON a.id = l.artifact_id WHERE l.registry_id <> a.registry_id"
+            )
+        ).all()
+        assert astray == []
         stored = dict(conn.execute(text("SELECT id, search_labels FROM artifacts")).all())
         expected: dict[int, list[str]] = {artifact: [] for artifact in stored}
         rows = conn.execute(text("SELECT artifact_id, registry_id, label FROM artifact_labels"))
@@ -262,6 +269,74 @@ async def _check_filtered_listings(h: Har) -> None:
                         assert data["itemCount"] == len(expected), (path, sort, wanted, search)
                         seen += names(data)
                     assert seen == expected, (path, sort, wanted, search)
+
+
+async def test_last_modified_pages_are_walked_off_the_sort_index(
+    client: httpx.AsyncClient, make_key: Callable[..., str], database: dbmod.Database
+) -> None:
+    """A listing of one registry filtered by common labels, in lastModified order (the default),
+    reads the registry's artifacts in that order and probes their labels (``har.store._walk``).
+    Labels whose first artifacts fill the page, labels whose matches lie at the other end of the
+    order (the bounded walk reads too few of them, and the matches are sorted instead), one
+    label, three labels, both orders, two page sizes and a page past the end: the full listing
+    filtered, with the true count, both ways taken. A label update moves its artifact to the
+    front."""
+    h = Har(client, make_key("space:acct=edit"), make_key)
+    await h.registry("acct", "walk", "DOCKER")
+    registry, path = "acct%2Fwalk", "/registry/acct%2Fwalk/artifacts"
+    for i in range(120):
+        # "old": the 60 oldest; "many": the 20 oldest and the 60 newest; so "old" and "many"
+        # together are the 20 oldest.
+        labels = ["all", *(["old"] if i < 60 else []), *(["many"] if i < 20 or i >= 60 else [])]
+        r = await h.artifact(registry, f"a-{i:03d}", labels=[*labels, *(["even"] * (i % 2 == 0))])
+        assert r.status_code == 201, r.text
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    async def check() -> None:
+        for order in ("DESC", "ASC"):
+            full = [
+                a
+                for page in (0, 1)
+                for a in (await get(h, path, size=100, page=page, sort_order=order))["artifacts"]
+            ]
+            for wanted in (
+                ["old", "many"],
+                ["many", "old"],
+                ["old"],
+                ["even", "all"],
+                ["many", "even"],
+                ["old", "many", "even"],
+            ):
+                expected = [a["name"] for a in full if set(wanted) <= set(a["labels"])]
+                for size in (4, 7):
+                    seen: list[str] = []
+                    for page in range(len(expected) // size + 2):
+                        data = await get(
+                            h, path, label=wanted, size=size, page=page, sort_order=order
+                        )
+                        assert data["itemCount"] == len(expected), (order, wanted, size, page)
+                        seen += names(data)
+                    assert seen == expected, (order, wanted, size)
+
+    event.listen(database.engine, "after_cursor_execute", record)
+    try:
+        await check()
+        r = await client.put(
+            f"{P}/registry/{registry}/artifact/a-005/labels",
+            json={"labels": ["all", "many", "old"]},
+            headers=h.h(),
+        )
+        assert r.status_code == 200, r.text
+        assert names(await get(h, path, label=["old", "many"], size=2)) == ["a-005", "a-019"]
+        _search_labels_hold(database)
+        await check()
+    finally:
+        event.remove(database.engine, "after_cursor_execute", record)
+    assert any("WITH walked" in s for s in statements)
+    assert any("matches_in_all" in s and "walked" not in s for s in statements)
 
 
 async def test_an_artifact_deleted_during_a_filtered_listing(

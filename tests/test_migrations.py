@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect
@@ -108,7 +110,8 @@ def test_sqlite_pragmas_hold_on_every_connection(databases: DatabaseFactory) -> 
 def test_artifact_label_arrays_are_filled_from_the_label_rows(databases: DatabaseFactory) -> None:
     """Migrations 0006 (PostgreSQL) and 0008 (SQLite) on a database that already holds labelled
     artifacts: each artifact's label set (an array; a text of tokens under FTS5) is filled from
-    its label rows; the label filter finds the same artifacts before and after."""
+    its label rows; the label filter finds the same artifacts before and after, in name and in
+    lastModified order."""
     db = dbmod.Database(Settings(database_url=databases.empty()))
     query = store.ArtifactQuery(["a", "b"], None, None, 0, 50, "name", "ASC")
     try:
@@ -131,13 +134,16 @@ def test_artifact_label_arrays_are_filled_from_the_label_rows(databases: Databas
             dbmod.upgrade(conn)
         _search_labels_hold(db)
 
-        def listed(conn: Connection) -> list[str]:
-            registries = [store.find_registry(conn, "acct", n) for n in "xy"]
-            items, total = store.list_artifacts(conn, registries, query)
+        def listed(conn: Connection, names: str, q: store.ArtifactQuery) -> list[str]:
+            registries = [store.find_registry(conn, "acct", n) for n in names]
+            items, total = store.list_artifacts(conn, registries, q)
             assert total == len(items)
             return [item.artifact.name for item in items]
 
-        assert db.run_read(listed) == ["n0", "n2", "n5", "n7"]
+        assert db.run_read(listed, "xy", query) == ["n0", "n2", "n5", "n7"]
+        newest = replace(query, sort_field="lastModified", sort_order="DESC")
+        assert db.run_read(listed, "x", newest) == ["n2", "n0"]
+        assert db.run_read(listed, "y", replace(newest, labels=["b"])) == ["n9", "n7", "n5"]
     finally:
         db.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import uuid as uuidlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -16,6 +18,7 @@ from sqlalchemy import (
     bindparam,
     column,
     delete,
+    exists,
     func,
     insert,
     literal_column,
@@ -651,44 +654,18 @@ def list_artifacts(
             .offset(offset)
         ).all()
     else:
-        matches = _matching_artifacts(conn, by_id, labels)
-        if matches is None:
-            return [], 0  # some label is on no artifact of these registries
-        if artifact_type is not None:
-            matches = matches.where(Artifact.artifact_type == artifact_type)
-        if search:
-            matches = matches.where(_contains(conn, Artifact.name_folded, search))
-        # One statement (one snapshot: an artifact deleted meanwhile is in neither or both):
-        # the matches are found once with their sort keys (MATERIALIZED: PostgreSQL left to
-        # itself walks the sort index and filters every artifact of the registry, 570 ms for
-        # 3,300 matches of 1M), the page is sorted out of them by the sort key alone and its rows
-        # joined back, and the matches are counted beside it (a window over all of them carried
-        # every match through the sort: W6 filter_common at 1M, SQLite SQL 8.5 -> 8.0 ms, end to
-        # end within the noise).
-        found = (
-            matches.add_columns(sort_key.label("sort_key"))
-            .cte("matches")
-            .prefix_with("MATERIALIZED")
-        )
-        page = (
-            select(found.c.id, found.c.sort_key)
-            .order_by(*_ordered(q.sort_order, found.c.sort_key, found.c.id))
-            .limit(q.size)
-            .offset(offset)
-            .subquery()
-        )
-        counted = select(func.count().label("matches_in_all")).select_from(found).subquery()
-        rows = conn.execute(
-            select(*columns, counted.c.matches_in_all)
-            .select_from(page)
-            .join(Artifact, Artifact.id == page.c.id)
-            .join(counted, true())
-            .order_by(*_ordered(q.sort_order, page.c.sort_key, page.c.id))
-        ).all()
-        if rows:
-            total = int(rows[0].matches_in_all)
-        else:  # past the last page (or no match): count alone
-            total = conn.execute(select(func.count()).select_from(matches.subquery())).scalar_one()
+        wanted = sorted(set(labels))
+        carried = _label_counts(conn, list(by_id), wanted)
+        if wanted and not carried:
+            return [], 0  # no registry has every label
+        walked = None
+        if len(carried) == 1 and search is None and artifact_type is None:
+            ((registry_id, (counts, artifacts)),) = carried.items()
+            walked = _walk(conn, registry_id, counts, artifacts, q, offset)
+        if walked is not None:
+            rows, total = walked
+        else:
+            rows, total = _sort_matches(conn, by_id, sorted(carried), wanted, q, offset, columns)
     if not rows:
         return [], total
     labels_by_artifact = _labels_of(conn, [row.id for row in rows])
@@ -705,50 +682,228 @@ def _ordered(order: str, *keys: Any) -> tuple[Any, ...]:
     return tuple(key.asc() if order == "ASC" else key.desc() for key in keys)
 
 
+_LABEL_COUNTS = {
+    dialect: select(
+        RegistryLabel.registry_id,
+        RegistryLabel.label,
+        RegistryLabel.artifacts,
+        Registry.artifact_count,
+    )
+    .join(Registry, Registry.id == RegistryLabel.registry_id)
+    .where(
+        one_of(RegistryLabel.registry_id, "registries", Integer, dialect),
+        one_of(RegistryLabel.label, "labels", String, dialect),
+    )
+    for dialect in DIALECTS
+}
+
+
+def _label_counts(
+    conn: Connection, registries: list[int], wanted: list[str]
+) -> dict[int, tuple[dict[str, int], int]]:
+    """The registries (of ``registries``) that carry every label of ``wanted``: registry id ->
+    (label -> how many of its artifacts carry it, how many artifacts it holds), from the kept
+    counts. No labels: every registry, with no counts."""
+    if not wanted:
+        return {registry: ({}, 0) for registry in registries}
+    found: dict[int, tuple[dict[str, int], int]] = {}
+    statement = _LABEL_COUNTS[conn.dialect.name]
+    for registry, label, carrying, artifacts in conn.execute(
+        statement, {"registries": registries, "labels": wanted}
+    ):
+        found.setdefault(registry, ({}, artifacts))[0][label] = carrying
+    return {r: found[r] for r in sorted(found) if len(found[r][0]) == len(wanted)}
+
+
+def _sort_matches(
+    conn: Connection,
+    by_id: dict[int, RegistryRow],
+    candidates: list[int],
+    wanted: list[str],
+    q: ArtifactQuery,
+    offset: int,
+    columns: tuple[Any, ...],
+) -> tuple[Sequence[Any], int]:
+    """One page of the artifacts of ``candidates`` that carry every label of ``wanted`` and match
+    the search and type, and their count: every match found with its sort key, and sorted."""
+    matches = _matching_artifacts(conn, by_id, candidates, wanted)
+    if q.artifact_type is not None:
+        matches = matches.where(Artifact.artifact_type == q.artifact_type)
+    if q.search:
+        matches = matches.where(_contains(conn, Artifact.name_folded, q.search))
+    sort_key = ARTIFACT_SORT[q.sort_field]
+    # One statement (one snapshot: an artifact deleted meanwhile is in neither or both): the
+    # matches are found once with their sort keys (MATERIALIZED: PostgreSQL left to itself walks
+    # the sort index and filters every artifact of the registry, 570 ms for 3,300 matches of
+    # 1M), the page is sorted out of them by the sort key alone and its rows joined back, and the
+    # matches are counted beside it (a window over all of them carried every match through the
+    # sort: W6 filter_common at 1M, SQLite SQL 8.5 -> 8.0 ms, end to end within the noise).
+    found = (
+        matches.add_columns(sort_key.label("sort_key")).cte("matches").prefix_with("MATERIALIZED")
+    )
+    page = (
+        select(found.c.id, found.c.sort_key)
+        .order_by(*_ordered(q.sort_order, found.c.sort_key, found.c.id))
+        .limit(q.size)
+        .offset(offset)
+        .subquery()
+    )
+    counted = select(func.count().label("matches_in_all")).select_from(found).subquery()
+    rows = conn.execute(
+        select(*columns, counted.c.matches_in_all)
+        .select_from(page)
+        .join(Artifact, Artifact.id == page.c.id)
+        .join(counted, true())
+        .order_by(*_ordered(q.sort_order, page.c.sort_key, page.c.id))
+    ).all()
+    if rows:
+        return rows, int(rows[0].matches_in_all)
+    # past the last page (or no match): count alone
+    return rows, conn.execute(select(func.count()).select_from(matches.subquery())).scalar_one()
+
+
+# A walked page reads this many times the artifacts that labels carried independently of each
+# other would need to fill it; and it is walked only while it reads fewer artifacts than
+# sorting would read matches (a walked artifact costs a probe of its label rows, about what a
+# match costs to read and sort: W6, bench/README.md).
+_WALK_SLACK = 2
+
+
+def _walk(
+    conn: Connection,
+    registry_id: int,
+    counts: dict[str, int],
+    artifacts: int,
+    q: ArtifactQuery,
+    offset: int,
+) -> tuple[Sequence[Any], int] | None:
+    """One page of one registry's artifacts that carry every label of ``counts`` (label -> how
+    many of its ``artifacts`` carry it), sorted by ``lastModified``, and their count; None when
+    this is not the cheaper way (another sort; labels so rare that the walk would read more
+    artifacts than there are matches to sort) or when the artifacts it read held too few
+    matches.
+
+    The registry's artifacts are read in ``lastModified`` order off their sort index
+    ``(registry_id, modified_at)``, each one's labels probed in the ``(artifact_id, label)``
+    key, and the page is the first matches among them: ``label=prod`` (a third of 1M artifacts)
+    reads 60 of them where sorting read 333,334. The walk reads a bounded number: with labels
+    independent, enough for the page twice over. Had they too few matches (labels that go
+    together less than that, or matches at the other end of the order), the caller sorts every
+    match instead: the walk is never wrong, at worst wasted. The count beside the page: one
+    label's kept count, or two labels and more counted in the label-set index (GIN, FTS5). One
+    statement (one snapshot).
+    """
+    if q.sort_field != "lastModified" or not counts or not artifacts:
+        return None
+    wanted = sorted(counts)
+    share = math.prod(counts[label] / artifacts for label in wanted)
+    budget = min(math.ceil(_WALK_SLACK * (offset + q.size) / share), artifacts + 1)
+    if budget > artifacts * share:
+        return None
+    dialect = conn.dialect.name
+    params: dict[str, Any] = {"registry": registry_id, "budget": budget}
+    params |= {"size": q.size, "offset": offset}
+    # The rarest label is probed first: most artifacts stop there.
+    probed = sorted(wanted, key=lambda label: (counts[label], label))
+    params |= {f"label{i}": label for i, label in enumerate(probed)}
+    if len(wanted) > 1:
+        params["label_set"] = _label_set(dialect, registry_id, wanted)
+    rows = conn.execute(_walk_statement(dialect, q.sort_order, len(wanted)), params).all()
+    # The page is right when it is full (the artifacts read hold the first offset + size
+    # matches) or the walk read every artifact.
+    if rows and (len(rows) == q.size or rows[0].walked < budget):
+        return rows, int(rows[0].matches_in_all)
+    return None
+
+
+@functools.cache
+def _walk_statement(dialect: str, order: str, labels: int) -> Any:
+    """``_walk``'s statement for a dialect, an order and a number of labels (built once: the
+    rest is bound). Bound: ``registry``, ``budget`` (artifacts to read), ``size``, ``offset``,
+    ``label0``...; with two labels or more, ``label_set`` (the labels as the label-set index
+    matches them)."""
+    walked = (
+        select(Artifact.id, Artifact.modified_at.label("sort_key"))
+        .where(Artifact.registry_id == bindparam("registry"))
+        .order_by(*_ordered(order, Artifact.modified_at, Artifact.id))
+        .limit(bindparam("budget"))
+        .cte("walked")
+        .prefix_with("MATERIALIZED")
+    )
+    label_rows = ArtifactLabel.__table__.alias("carried")
+    carries = [
+        exists().where(
+            label_rows.c.artifact_id == walked.c.id, label_rows.c.label == bindparam(f"label{i}")
+        )
+        for i in range(labels)
+    ]
+    page = (
+        select(walked.c.id, walked.c.sort_key)
+        .where(*carries)
+        .order_by(*_ordered(order, walked.c.sort_key, walked.c.id))
+        .limit(bindparam("size"))
+        .offset(bindparam("offset"))
+        .subquery()
+    )
+    if labels == 1:  # the kept count
+        counted = select(RegistryLabel.artifacts).where(
+            RegistryLabel.registry_id == bindparam("registry"),
+            RegistryLabel.label == bindparam("label0"),
+        )
+    elif dialect == "postgresql":
+        arrays = column("search_labels", postgresql.ARRAY(Text))
+        holding = bindparam("label_set", type_=postgresql.ARRAY(Text))
+        counted = select(func.count()).where(
+            Artifact.registry_id == bindparam("registry"), arrays.contains(holding)
+        )
+    else:  # FTS5 alone: no artifact row is read
+        fts = table("artifact_labels_fts", column("rowid", Integer))
+        match = literal_column("artifact_labels_fts").op("MATCH")(bindparam("label_set"))
+        counted = select(func.count()).select_from(fts).where(match)
+    read = select(func.count()).select_from(walked).scalar_subquery()
+    return (
+        select(
+            *_ARTIFACT_COLUMNS,
+            Artifact.registry_id,
+            counted.scalar_subquery().label("matches_in_all"),
+            read.label("walked"),
+        )
+        .select_from(page)
+        .join(Artifact, Artifact.id == page.c.id)
+        .order_by(*_ordered(order, page.c.sort_key, page.c.id))
+    )
+
+
 def _matching_artifacts(
-    conn: Connection, by_id: dict[int, RegistryRow], labels: list[str]
-) -> Any | None:
-    """``SELECT artifacts.id`` of the registries' artifacts carrying every label (None: no
-    registry has them all).
+    conn: Connection, by_id: dict[int, RegistryRow], candidates: list[int], wanted: list[str]
+) -> Any:
+    """``SELECT artifacts.id`` of the ``candidates`` registries' artifacts carrying every label of
+    ``wanted`` (``candidates``: the registries that have each; no labels: every artifact of
+    ``by_id``).
 
     Two labels or more are looked up in the index of the artifacts' label sets: PostgreSQL's GIN
     index of their arrays (migration 0006), SQLite's FTS5 index of their token texts (0008).
     Both intersect one posting list per label and registry, skipping through the long ones
-    (W6, bench/README.md). One label is the stretch of the (registry_id, label, artifact_id)
-    index that lists its artifacts.
+    (W6, bench/README.md). One label is the stretch of the (registry_id, label, ...) index that
+    lists its artifacts.
     """
-    wanted = sorted(set(labels))
     if not wanted:
         return select(Artifact.id).where(Artifact.registry_id.in_(by_id))
-    carried: Counter[int] = Counter()  # registry id -> how many of the labels it has
-    for registry_id in conn.execute(
-        select(RegistryLabel.registry_id).where(
-            RegistryLabel.registry_id.in_(by_id), RegistryLabel.label.in_(wanted)
-        )
-    ).scalars():
-        carried[registry_id] += 1
-    candidates = sorted(r for r, n in carried.items() if n == len(wanted))
-    if not candidates:
-        return None
     dialect = conn.dialect.name
     if len(wanted) > 1:
-        carrying = [[_search_label(dialect, r, label) for label in wanted] for r in candidates]
+        carrying = [_label_set(dialect, r, wanted) for r in candidates]
         if dialect == "postgresql":
             arrays = column("search_labels", postgresql.ARRAY(Text))
             return select(Artifact.id).where(
                 Artifact.registry_id.in_(candidates), or_(*(arrays.contains(e) for e in carrying))
             )
-        # Tokens are letters and digits, so quoted they are themselves; they name their registry,
-        # so the matches are the candidates' artifacts.
-        match = " OR ".join(
-            "(" + " AND ".join(f'"{token}"' for token in tokens) + ")" for tokens in carrying
-        )
+        # The tokens name their registry, so the matches are the candidates' artifacts.
         fts = table("artifact_labels_fts", column("rowid", Integer))
         return (
             select(Artifact.id)
             .select_from(fts)
             .join(Artifact, Artifact.id == fts.c.rowid)
-            .where(literal_column("artifact_labels_fts").op("MATCH")(match))
+            .where(literal_column("artifact_labels_fts").op("MATCH")(" OR ".join(carrying)))
         )
     (label,) = wanted
     return (
@@ -757,6 +912,16 @@ def _matching_artifacts(
         .join(Artifact, Artifact.id == ArtifactLabel.artifact_id)
         .where(ArtifactLabel.registry_id.in_(candidates), ArtifactLabel.label == label)
     )
+
+
+def _label_set(dialect: str, registry_id: int, wanted: list[str]) -> Any:
+    """What the label-set index is asked for the registry's artifacts carrying every label of
+    ``wanted``: PostgreSQL, the array they hold (``@>``); SQLite, an FTS5 query. Tokens are
+    letters and digits, so quoted they are themselves."""
+    tokens = [_search_label(dialect, registry_id, label) for label in wanted]
+    if dialect == "postgresql":
+        return tokens
+    return "(" + " AND ".join(f'"{token}"' for token in tokens) + ")"
 
 
 def list_registry_labels(
