@@ -853,8 +853,10 @@ def _walk_statement(dialect: str, order: str, labels: int) -> Any:
     elif dialect == "postgresql":
         arrays = column("search_labels", postgresql.ARRAY(Text))
         holding = bindparam("label_set", type_=postgresql.ARRAY(Text))
-        counted = select(func.count()).where(
-            Artifact.registry_id == bindparam("registry"), arrays.contains(holding)
+        counted = (
+            select(func.count())
+            .where(Artifact.registry_id == bindparam("registry"), arrays.contains(holding))
+            .correlate(None)  # its own artifacts, not the page's
         )
     else:  # FTS5 alone: no artifact row is read
         fts = table("artifact_labels_fts", column("rowid", Integer))
@@ -884,8 +886,8 @@ def _matching_artifacts(
     Two labels or more are looked up in the index of the artifacts' label sets: PostgreSQL's GIN
     index of their arrays (migration 0006), SQLite's FTS5 index of their token texts (0008).
     Both intersect one posting list per label and registry, skipping through the long ones
-    (W6, bench/README.md). One label is the stretch of the (registry_id, label, ...) index that
-    lists its artifacts.
+    (W6, bench/README.md). One label is the stretch of the (registry_id, label, artifact_id)
+    index that lists its artifacts.
     """
     if not wanted:
         return select(Artifact.id).where(Artifact.registry_id.in_(by_id))
