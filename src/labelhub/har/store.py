@@ -411,6 +411,15 @@ _LABEL_SET = {
     "sqlite": "group_concat('r' || registry_id || 'x' || hex(label), ' ')",
 }
 _SEARCH_LABELS = table("artifacts", column("id", Integer), column("search_labels"))
+# The label-set index as the filters ask it: PostgreSQL's arrays (GIN, ``@>``), SQLite's FTS5
+# table of the texts (``_fts_match``).
+_LABEL_ARRAYS = column("search_labels", postgresql.ARRAY(Text))
+_LABEL_FTS = table("artifact_labels_fts", column("rowid", Integer))
+
+
+def _fts_match(query: Any) -> Any:
+    """SQLite: the rows of ``_LABEL_FTS`` that the FTS5 ``query`` matches."""
+    return literal_column("artifact_labels_fts").op("MATCH")(query)
 
 
 def fill_search_labels(conn: Connection, artifact_ids: Sequence[int]) -> None:
@@ -851,17 +860,16 @@ def _walk_statement(dialect: str, order: str, labels: int) -> Any:
             RegistryLabel.label == bindparam("label0"),
         )
     elif dialect == "postgresql":
-        arrays = column("search_labels", postgresql.ARRAY(Text))
         holding = bindparam("label_set", type_=postgresql.ARRAY(Text))
         counted = (
             select(func.count())
-            .where(Artifact.registry_id == bindparam("registry"), arrays.contains(holding))
+            .where(Artifact.registry_id == bindparam("registry"), _LABEL_ARRAYS.contains(holding))
             .correlate(None)  # its own artifacts, not the page's
         )
     else:  # FTS5 alone: no artifact row is read
-        fts = table("artifact_labels_fts", column("rowid", Integer))
-        match = literal_column("artifact_labels_fts").op("MATCH")(bindparam("label_set"))
-        counted = select(func.count()).select_from(fts).where(match)
+        counted = (
+            select(func.count()).select_from(_LABEL_FTS).where(_fts_match(bindparam("label_set")))
+        )
     read = select(func.count()).select_from(walked).scalar_subquery()
     return (
         select(
@@ -895,17 +903,16 @@ def _matching_artifacts(
     if len(wanted) > 1:
         carrying = [_label_set(dialect, r, wanted) for r in candidates]
         if dialect == "postgresql":
-            arrays = column("search_labels", postgresql.ARRAY(Text))
             return select(Artifact.id).where(
-                Artifact.registry_id.in_(candidates), or_(*(arrays.contains(e) for e in carrying))
+                Artifact.registry_id.in_(candidates),
+                or_(*(_LABEL_ARRAYS.contains(e) for e in carrying)),
             )
         # The tokens name their registry, so the matches are the candidates' artifacts.
-        fts = table("artifact_labels_fts", column("rowid", Integer))
         return (
             select(Artifact.id)
-            .select_from(fts)
-            .join(Artifact, Artifact.id == fts.c.rowid)
-            .where(literal_column("artifact_labels_fts").op("MATCH")(" OR ".join(carrying)))
+            .select_from(_LABEL_FTS)
+            .join(Artifact, Artifact.id == _LABEL_FTS.c.rowid)
+            .where(_fts_match(" OR ".join(carrying)))
         )
     (label,) = wanted
     return (
