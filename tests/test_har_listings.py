@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import event, insert, text
 
 from labelhub.core import db as dbmod
+from labelhub.har import store
 from tests.test_har_core import Har, envelope_error
 
 P = "/har/api/v1"
@@ -174,8 +175,10 @@ COLOURS = ("red", "green", "blue", "cyan")
 def _search_labels_hold(database: dbmod.Database) -> None:
     """Every artifact's label set as the label filters find it holds exactly its label rows:
     PostgreSQL's array, each as "<registry id>:<label>"; SQLite's text, each as "r<registry
-    id>x<the label's UTF-8 in hex>", and its FTS5 index agrees with the texts and answers each
-    token with the artifacts that carry it. Each label row carries its artifact's registry."""
+    id>x<the label's UTF-8 in hex>", and its FTS5 index answers each token with the artifacts
+    that carry it, each pair of tokens ("r<registry id>x<hex>y<hex>", in text order) with the
+    artifacts of up to ``PAIRED`` labels that carry both, and "r<registry id>m" with those of
+    more. Each label row carries its artifact's registry."""
     with database.engine.connect() as conn:
         astray = conn.execute(
             text(
@@ -196,11 +199,23 @@ def _search_labels_hold(database: dbmod.Database) -> None:
             stored = {a: v.split() for a, v in stored.items()}
             fts = "artifact_labels_fts"
             conn.exec_driver_sql(f"INSERT INTO {fts}({fts}, rank) VALUES ('integrity-check', 1)")
-            for token in {t for tokens in expected.values() for t in tokens}:
+            indexed: dict[int, set[str]] = {}
+            for artifact, tokens in expected.items():
+                ordered = sorted(tokens)
+                indexed[artifact] = set(tokens)
+                if len(tokens) > store.PAIRED:
+                    indexed[artifact].add(tokens[0].partition("x")[0] + "m")
+                else:
+                    indexed[artifact] |= {
+                        f"{a}y{b.partition('x')[2]}"
+                        for i, a in enumerate(ordered)
+                        for b in ordered[i + 1 :]
+                    }
+            for token in {t for tokens in indexed.values() for t in tokens}:
                 found = conn.exec_driver_sql(
                     f"SELECT rowid FROM {fts} WHERE {fts} MATCH ?", (f'"{token}"',)
                 )
-                assert {a for (a,) in found} == {a for a, v in expected.items() if token in v}
+                assert {a for (a,) in found} == {a for a, v in indexed.items() if token in v}
     assert stored and {a: sorted(v) for a, v in stored.items()} == {
         a: sorted(v) for a, v in expected.items()
     }
@@ -559,12 +574,62 @@ async def test_label_filters_match_any_label_exactly(
     await check("one")
 
 
+async def test_filters_find_artifacts_of_many_labels(
+    client: httpx.AsyncClient, make_key: Callable[..., str], database: dbmod.Database
+) -> None:
+    """Artifacts of up to ``PAIRED`` labels and of more (which SQLite's label-set index holds
+    without their pairs) are found alike by filters of two to five labels, with the true count;
+    again after relabelling across that line both ways and deleting one of each."""
+    h = Har(client, make_key("space:acct=edit"), make_key)
+    assert (await h.registry("acct", "wide", "DOCKER")).status_code == 201
+    path = "/registry/acct%2Fwide/artifacts"
+    rng = random.Random(12)
+    pool = [f"l{i}" for i in range(store.PAIRED + 8)]
+    widths = [2, 3, store.PAIRED - 1, store.PAIRED, store.PAIRED + 1, store.PAIRED + 8, 1000]
+    labelled: dict[str, list[str]] = {}
+
+    async def put(name: str, width: int) -> None:
+        chosen = rng.sample(pool, min(width, len(pool) - 3))
+        labels = [*chosen, *(f"own-{name}-{i}" for i in range(width - len(chosen)))]
+        r = await client.put(
+            f"{P}/registry/acct%2Fwide/artifact/{name}/labels",
+            json={"labels": labels},
+            headers=h.h(),
+        )
+        assert r.status_code == 200, r.text
+        labelled[name] = labels
+
+    for i in range(30):
+        assert (await h.artifact("acct%2Fwide", f"w{i:02d}")).status_code == 201
+        await put(f"w{i:02d}", widths[i % len(widths)])
+
+    async def check() -> None:
+        _search_labels_hold(database)
+        for n in (2, 2, 3, 4, 5):
+            for wanted in (rng.sample(pool[:6], n), rng.sample(pool, n)):
+                expected = sorted(a for a, labels in labelled.items() if set(wanted) <= set(labels))
+                data = await get(
+                    h, path, label=wanted, size=100, sort_field="name", sort_order="ASC"
+                )
+                assert names(data) == expected, wanted
+                assert data["itemCount"] == len(expected)
+
+    await check()
+    for name in rng.sample(sorted(labelled), 8):  # across the line and back
+        narrow = len(labelled[name]) <= store.PAIRED
+        await put(name, store.PAIRED + 3 if narrow else 3)
+    for name in (sorted(a for a, v in labelled.items() if len(v) > store.PAIRED)[0], "w00"):
+        r = await client.delete(f"{P}/registry/acct%2Fwide/artifact/{name}", headers=h.h())
+        assert r.status_code == 200, r.text
+        del labelled[name]
+    await check()
+
+
 def test_a_bulk_load_fills_the_label_sets(database: dbmod.Database) -> None:
     """``fill_search_labels`` (for loads that write label rows themselves, as ``bench.har_scale``
     does) gives each chosen artifact the label set the store would have written, and the filters
     find them; an artifact not chosen keeps its own."""
     from labelhub.core.models import Artifact, ArtifactLabel
-    from labelhub.har import store
 
     def load(conn: Any) -> None:
         registry = store.create_registry(conn, "acct", "bulk", "DOCKER", "", [])

@@ -31,10 +31,13 @@ def _tables(db: dbmod.Database) -> set[str]:
 
 
 def _search_objects(db: dbmod.Database) -> set[str]:
-    """The dialect's search structures that exist: FTS5 tables or pg_trgm indexes."""
+    """The dialect's search structures that exist: FTS5 tables (and SQLite's index of the
+    artifacts' sort keys) or pg_trgm and GIN indexes."""
     with db.engine.connect() as conn:
         if db.dialect == "sqlite":
-            rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
+            rows = conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')"
+            )
         else:
             rows = conn.exec_driver_sql(
                 "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'"
@@ -43,7 +46,12 @@ def _search_objects(db: dbmod.Database) -> set[str]:
 
 
 EXPECTED_SEARCH = {
-    "sqlite": {"program_labels_fts", "assets_fts", "artifact_labels_fts"},
+    "sqlite": {
+        "program_labels_fts",
+        "assets_fts",
+        "artifact_labels_fts",
+        "ix_artifacts_id_modified_at",
+    },
     "postgresql": {"ix_program_labels_trgm", "ix_assets_trgm", "ix_artifacts_search_labels"},
 }
 

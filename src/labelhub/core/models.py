@@ -77,6 +77,8 @@ SEARCH_OBJECTS = (
     "search_labels",
     "ix_artifacts_search_labels",
     "artifact_labels_fts",
+    # SQLite: the sort key of each artifact found in that index, read without its row (0009)
+    "ix_artifacts_id_modified_at",
 )
 
 
