@@ -675,7 +675,7 @@ def list_artifacts(
         if walked is not None:
             rows, total = walked
         else:
-            rows, total = _sort_matches(conn, by_id, sorted(carried), wanted, q, offset, columns)
+            rows, total = _sort_matches(conn, by_id, sorted(carried), wanted, q, offset)
     if not rows:
         return [], total
     labels_by_artifact = _labels_of(conn, [row.id for row in rows])
@@ -732,16 +732,56 @@ def _sort_matches(
     wanted: list[str],
     q: ArtifactQuery,
     offset: int,
-    columns: tuple[Any, ...],
 ) -> tuple[Sequence[Any], int]:
     """One page of the artifacts of ``candidates`` that carry every label of ``wanted`` and match
     the search and type, and their count: every match found with its sort key, and sorted."""
-    matches = _matching_artifacts(conn, by_id, candidates, wanted)
+    dialect = conn.dialect.name
+    params: dict[str, Any] = {"size": q.size, "offset": offset}
+    params["registries"] = candidates if wanted else list(by_id)
+    sets = 0
+    if len(wanted) == 1:
+        params["label"] = wanted[0]
+    elif wanted and dialect == "postgresql":
+        sets = len(candidates)
+        params |= {f"set{i}": _label_set(dialect, r, wanted) for i, r in enumerate(candidates)}
+    elif wanted:  # the tokens name their registry: one query finds the candidates' artifacts
+        params["label_set"] = " OR ".join(_label_set(dialect, r, wanted) for r in candidates)
     if q.artifact_type is not None:
-        matches = matches.where(Artifact.artifact_type == q.artifact_type)
+        params["artifact_type"] = q.artifact_type
     if q.search:
-        matches = matches.where(_contains(conn, Artifact.name_folded, q.search))
-    sort_key = ARTIFACT_SORT[q.sort_field]
+        params["needle"] = q.search.casefold()
+    page, count = _sort_statements(
+        dialect,
+        q.sort_field,
+        q.sort_order,
+        min(len(wanted), 2),
+        sets,
+        q.artifact_type is not None,
+        bool(q.search),
+    )
+    rows = conn.execute(page, params).all()
+    if rows:
+        return rows, int(rows[0].matches_in_all)
+    # past the last page (or no match): count alone
+    return rows, conn.execute(count, params).scalar_one()
+
+
+@functools.lru_cache(maxsize=256)
+def _sort_statements(
+    dialect: str, sort_field: str, order: str, labels: int, sets: int, typed: bool, search: bool
+) -> tuple[Any, Any]:
+    """``_sort_matches``'s statements, the page with the count beside it and the count alone, for
+    a dialect, a sort, no label / one / more (PostgreSQL: and how many registries' label sets,
+    ``sets``), a type and a search (built once: the rest is bound). Bound: ``registries``,
+    ``size``, ``offset``; ``label`` (one label), ``set0``... (PostgreSQL, more) or ``label_set``
+    (SQLite, more); ``artifact_type``, ``needle`` (the folded search)."""
+    matches = _matching_artifacts(dialect, labels, sets)
+    if typed:
+        matches = matches.where(Artifact.artifact_type == bindparam("artifact_type"))
+    if search:
+        function = func.instr if dialect == "sqlite" else func.strpos
+        matches = matches.where(function(Artifact.name_folded, bindparam("needle")) > 0)
+    sort_key = ARTIFACT_SORT[sort_field]
     # One statement (one snapshot: an artifact deleted meanwhile is in neither or both): the
     # matches are found once with their sort keys (MATERIALIZED: PostgreSQL left to itself walks
     # the sort index and filters every artifact of the registry, 570 ms for 3,300 matches of
@@ -753,23 +793,20 @@ def _sort_matches(
     )
     page = (
         select(found.c.id, found.c.sort_key)
-        .order_by(*_ordered(q.sort_order, found.c.sort_key, found.c.id))
-        .limit(q.size)
-        .offset(offset)
+        .order_by(*_ordered(order, found.c.sort_key, found.c.id))
+        .limit(bindparam("size"))
+        .offset(bindparam("offset"))
         .subquery()
     )
     counted = select(func.count().label("matches_in_all")).select_from(found).subquery()
-    rows = conn.execute(
-        select(*columns, counted.c.matches_in_all)
+    rows = (
+        select(*_ARTIFACT_COLUMNS, Artifact.registry_id, counted.c.matches_in_all)
         .select_from(page)
         .join(Artifact, Artifact.id == page.c.id)
         .join(counted, true())
-        .order_by(*_ordered(q.sort_order, page.c.sort_key, page.c.id))
-    ).all()
-    if rows:
-        return rows, int(rows[0].matches_in_all)
-    # past the last page (or no match): count alone
-    return rows, conn.execute(select(func.count()).select_from(matches.subquery())).scalar_one()
+        .order_by(*_ordered(order, page.c.sort_key, page.c.id))
+    )
+    return rows, select(func.count()).select_from(matches.subquery())
 
 
 # A walked page reads this many times the artifacts that labels carried independently of each
@@ -885,12 +922,12 @@ def _walk_statement(dialect: str, order: str, labels: int) -> Any:
     )
 
 
-def _matching_artifacts(
-    conn: Connection, by_id: dict[int, RegistryRow], candidates: list[int], wanted: list[str]
-) -> Any:
-    """``SELECT artifacts.id`` of the ``candidates`` registries' artifacts carrying every label of
-    ``wanted`` (``candidates``: the registries that have each; no labels: every artifact of
-    ``by_id``).
+def _matching_artifacts(dialect: str, labels: int, sets: int) -> Any:
+    """``SELECT artifacts.id`` of the artifacts of the registries bound as ``registries`` that
+    carry every label asked for: none (``labels`` 0), the one bound as ``label`` (1), or more
+    (2), bound as the label-set index is asked (``_label_set``): PostgreSQL, ``sets`` arrays
+    ``set0``... (one per registry), SQLite, one FTS5 query ``label_set``. With labels, the
+    registries are those that have each.
 
     Two labels or more are looked up in the index of the artifacts' label sets: PostgreSQL's GIN
     index of their arrays (migration 0006), SQLite's FTS5 index of their token texts (0008).
@@ -899,29 +936,27 @@ def _matching_artifacts(
     bench/README.md). One label is the stretch of the (registry_id, label, artifact_id) index
     that lists its artifacts.
     """
-    if not wanted:
-        return select(Artifact.id).where(Artifact.registry_id.in_(by_id))
-    dialect = conn.dialect.name
-    if len(wanted) > 1:
-        carrying = [_label_set(dialect, r, wanted) for r in candidates]
+    registries: Any = bindparam("registries", expanding=True)
+    if not labels:
+        return select(Artifact.id).where(Artifact.registry_id.in_(registries))
+    if labels > 1:
         if dialect == "postgresql":
+            holding = [bindparam(f"set{i}", type_=postgresql.ARRAY(Text)) for i in range(sets)]
             return select(Artifact.id).where(
-                Artifact.registry_id.in_(candidates),
-                or_(*(_LABEL_ARRAYS.contains(e) for e in carrying)),
+                Artifact.registry_id.in_(registries),
+                or_(*(_LABEL_ARRAYS.contains(h) for h in holding)),
             )
-        # The tokens name their registry, so the matches are the candidates' artifacts.
         return (
             select(Artifact.id)
             .select_from(_LABEL_FTS)
             .join(Artifact, Artifact.id == _LABEL_FTS.c.rowid)
-            .where(_fts_match(" OR ".join(carrying)))
+            .where(_fts_match(bindparam("label_set")))
         )
-    (label,) = wanted
     return (
         select(Artifact.id)
         .select_from(ArtifactLabel)
         .join(Artifact, Artifact.id == ArtifactLabel.artifact_id)
-        .where(ArtifactLabel.registry_id.in_(candidates), ArtifactLabel.label == label)
+        .where(ArtifactLabel.registry_id.in_(registries), ArtifactLabel.label == bindparam("label"))
     )
 
 
