@@ -607,10 +607,11 @@ ARTIFACT_SORT = {
 REGISTRY_SORT = {"identifier": Registry.identifier, "lastModified": Registry.modified_at}
 
 
-def _contains(conn: Connection, column: Any, search: str) -> Any:
-    """``column`` (folded text) holds ``search.casefold()`` as a plain substring (no wildcards)."""
-    function = func.instr if conn.dialect.name == "sqlite" else func.strpos
-    return function(column, search.casefold()) > 0
+def _contains(dialect: str, column: Any, needle: Any) -> Any:
+    """``column`` (folded text) holds ``needle`` (folded text, or a parameter bound to it) as a
+    plain substring (no wildcards)."""
+    function = func.instr if dialect == "sqlite" else func.strpos
+    return function(column, needle) > 0
 
 
 def _unmatchable(search: str | None) -> bool:
@@ -779,8 +780,7 @@ def _sort_statements(
     if typed:
         matches = matches.where(Artifact.artifact_type == bindparam("artifact_type"))
     if search:
-        function = func.instr if dialect == "sqlite" else func.strpos
-        matches = matches.where(function(Artifact.name_folded, bindparam("needle")) > 0)
+        matches = matches.where(_contains(dialect, Artifact.name_folded, bindparam("needle")))
     sort_key = ARTIFACT_SORT[sort_field]
     # One statement (one snapshot: an artifact deleted meanwhile is in neither or both): the
     # matches are found once with their sort keys (MATERIALIZED: PostgreSQL left to itself walks
@@ -1003,7 +1003,8 @@ def list_registry_labels(
         return [], 0
     query = select(RegistryLabel.label).where(RegistryLabel.registry_id == registry.id)
     if search:
-        query = query.where(_contains(conn, RegistryLabel.label_folded, search))
+        folded = search.casefold()
+        query = query.where(_contains(conn.dialect.name, RegistryLabel.label_folded, folded))
     total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     offset = offset_of(page, size, first_page=0)
     if offset >= total:
