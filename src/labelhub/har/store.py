@@ -676,7 +676,7 @@ def list_artifacts(
         if walked is not None:
             rows, total = walked
         else:
-            rows, total = _sort_matches(conn, by_id, sorted(carried), wanted, q, offset)
+            rows, total = _sort_matches(conn, sorted(carried), wanted, q, offset)
     if not rows:
         return [], total
     labels_by_artifact = _labels_of(conn, [row.id for row in rows])
@@ -727,18 +727,13 @@ def _label_counts(
 
 
 def _sort_matches(
-    conn: Connection,
-    by_id: dict[int, RegistryRow],
-    candidates: list[int],
-    wanted: list[str],
-    q: ArtifactQuery,
-    offset: int,
+    conn: Connection, candidates: list[int], wanted: list[str], q: ArtifactQuery, offset: int
 ) -> tuple[Sequence[Any], int]:
-    """One page of the artifacts of ``candidates`` that carry every label of ``wanted`` and match
-    the search and type, and their count: every match found with its sort key, and sorted."""
+    """One page of the artifacts of ``candidates`` (``_label_counts``: the registries that have
+    every label of ``wanted``, or all of them) that carry those labels and match the search and
+    type, and their count: every match found with its sort key, and sorted."""
     dialect = conn.dialect.name
-    params: dict[str, Any] = {"size": q.size, "offset": offset}
-    params["registries"] = candidates if wanted else list(by_id)
+    params: dict[str, Any] = {"size": q.size, "offset": offset, "registries": candidates}
     sets = 0
     if len(wanted) == 1:
         params["label"] = wanted[0]
@@ -791,22 +786,34 @@ def _sort_statements(
     found = (
         matches.add_columns(sort_key.label("sort_key")).cte("matches").prefix_with("MATERIALIZED")
     )
-    page = (
+    page = _bound_page(found, order)
+    counted = select(func.count().label("matches_in_all")).select_from(found).subquery()
+    rows = _joined_back(page, order, counted.c.matches_in_all).join(counted, true())
+    return rows, select(func.count()).select_from(matches.subquery())
+
+
+def _bound_page(found: Any, order: str, *conditions: Any) -> Any:
+    """The page (``size`` rows from ``offset``, both bound) of ``found``'s rows (``id``,
+    ``sort_key``) that meet ``conditions``, sorted by their sort key, then id."""
+    return (
         select(found.c.id, found.c.sort_key)
+        .where(*conditions)
         .order_by(*_ordered(order, found.c.sort_key, found.c.id))
         .limit(bindparam("size"))
         .offset(bindparam("offset"))
         .subquery()
     )
-    counted = select(func.count().label("matches_in_all")).select_from(found).subquery()
-    rows = (
-        select(*_ARTIFACT_COLUMNS, Artifact.registry_id, counted.c.matches_in_all)
+
+
+def _joined_back(page: Any, order: str, *columns: Any) -> Any:
+    """The page's artifact rows (``_ARTIFACT_COLUMNS`` and the registry), and ``columns``, in
+    the page's order."""
+    return (
+        select(*_ARTIFACT_COLUMNS, Artifact.registry_id, *columns)
         .select_from(page)
         .join(Artifact, Artifact.id == page.c.id)
-        .join(counted, true())
         .order_by(*_ordered(order, page.c.sort_key, page.c.id))
     )
-    return rows, select(func.count()).select_from(matches.subquery())
 
 
 # A walked page reads this many times the artifacts that labels carried independently of each
@@ -884,14 +891,7 @@ def _walk_statement(dialect: str, order: str, labels: int) -> Any:
         )
         for i in range(labels)
     ]
-    page = (
-        select(walked.c.id, walked.c.sort_key)
-        .where(*carries)
-        .order_by(*_ordered(order, walked.c.sort_key, walked.c.id))
-        .limit(bindparam("size"))
-        .offset(bindparam("offset"))
-        .subquery()
-    )
+    page = _bound_page(walked, order, *carries)
     if labels == 1:  # the kept count
         counted = select(RegistryLabel.artifacts).where(
             RegistryLabel.registry_id == bindparam("registry"),
@@ -909,16 +909,8 @@ def _walk_statement(dialect: str, order: str, labels: int) -> Any:
             select(func.count()).select_from(_LABEL_FTS).where(_fts_match(bindparam("label_set")))
         )
     read = select(func.count()).select_from(walked).scalar_subquery()
-    return (
-        select(
-            *_ARTIFACT_COLUMNS,
-            Artifact.registry_id,
-            counted.scalar_subquery().label("matches_in_all"),
-            read.label("walked"),
-        )
-        .select_from(page)
-        .join(Artifact, Artifact.id == page.c.id)
-        .order_by(*_ordered(order, page.c.sort_key, page.c.id))
+    return _joined_back(
+        page, order, counted.scalar_subquery().label("matches_in_all"), read.label("walked")
     )
 
 
