@@ -31,7 +31,7 @@ Revises: 0008
 Create Date: 2026-11-24 22:00:00
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from alembic import op
 
@@ -60,24 +60,24 @@ def indexed(tokens: str) -> str:
     )
 
 
-# An artifact is in the index exactly when it has labels.
-_DROP = (
-    f"INSERT INTO {FTS}({FTS}, rowid, search_labels) "
-    f"SELECT 'delete', old.id, {indexed('old.search_labels')} WHERE old.search_labels <> ''"
-)
-_ADD = (
-    f"INSERT INTO {FTS}(rowid, search_labels) "
-    f"SELECT new.id, {indexed('new.search_labels')} WHERE new.search_labels <> ''"
-)
-
-
 def _drop_index() -> None:
     for suffix in ("ai", "ad", "au"):
         op.execute(f"DROP TRIGGER IF EXISTS {FTS}_{suffix}")
     op.execute(f"DROP TABLE IF EXISTS {FTS}")
 
 
-def _triggers(drop: str, add: str) -> None:
+def _triggers(held: Callable[[str], str]) -> None:
+    """The triggers that keep the index in step with ``artifacts.search_labels``, which the index
+    holds as ``held(<its label tokens>)`` (SQL). An artifact is in the index exactly when it has
+    labels."""
+    drop = (
+        f"INSERT INTO {FTS}({FTS}, rowid, search_labels) "
+        f"SELECT 'delete', old.id, {held('old.search_labels')} WHERE old.search_labels <> ''"
+    )
+    add = (
+        f"INSERT INTO {FTS}(rowid, search_labels) "
+        f"SELECT new.id, {held('new.search_labels')} WHERE new.search_labels <> ''"
+    )
     op.execute(f"CREATE TRIGGER {FTS}_ai AFTER INSERT ON artifacts BEGIN {add}; END")
     op.execute(f"CREATE TRIGGER {FTS}_ad AFTER DELETE ON artifacts BEGIN {drop}; END")
     # Only a changed label set touches the index (a label update that leaves the set as it was,
@@ -100,7 +100,7 @@ def upgrade() -> None:
         f"INSERT INTO {FTS}(rowid, search_labels) "
         f"SELECT id, {indexed('search_labels')} FROM artifacts WHERE search_labels <> ''"
     )
-    _triggers(_DROP, _ADD)
+    _triggers(indexed)
     op.execute(f"CREATE INDEX {SORT_KEYS} ON artifacts (id, modified_at)")
 
 
@@ -114,9 +114,4 @@ def downgrade() -> None:
         "content_rowid='id', tokenize='ascii', detail='none', columnsize=0)"
     )
     op.execute(f"INSERT INTO {FTS}({FTS}) VALUES ('rebuild')")
-    _triggers(
-        f"INSERT INTO {FTS}({FTS}, rowid, search_labels) "
-        "SELECT 'delete', old.id, old.search_labels WHERE old.search_labels <> ''",
-        f"INSERT INTO {FTS}(rowid, search_labels) "
-        "SELECT new.id, new.search_labels WHERE new.search_labels <> ''",
-    )
+    _triggers(lambda tokens: tokens)
