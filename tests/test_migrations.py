@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 
 from labelhub.actionhub import fences
 from labelhub.actionhub import store as actionhub_store
@@ -16,6 +17,7 @@ from labelhub.core.models import SEARCH_OBJECTS, Base, is_search_object
 from labelhub.har import store
 from tests.conftest import DatabaseFactory
 from tests.test_actionhub_deep_pages import chunks_hold_their_keys
+from tests.test_actionhub_label_order import order_holds
 from tests.test_har_listings import _search_labels_hold
 
 
@@ -211,5 +213,69 @@ def test_page_fences_are_cut_from_the_existing_keys(databases: DatabaseFactory) 
         db.run_write(more)
         grown = sorted([*labels, *(f"label-{i:05d}x" for i in range(0, 10_000, 2))])
         chunks_hold_their_keys(db, "program_labels", grown, "q")
+    finally:
+        db.close()
+
+
+def test_label_rowids_are_renumbered_in_label_order(databases: DatabaseFactory) -> None:
+    """Migration 0010 on labels written in any order: on SQLite each program's rows come out
+    numbered in label order within its band, the FTS5 index follows them, and searches, pages
+    and later writes answer as before."""
+    db = dbmod.Database(Settings(database_url=databases.empty()))
+    rng = random.Random(10)
+    names = {
+        program: rng.sample(
+            [f"{w}-{i:04d}" for w in ("ash", "elm", "oak") for i in range(900)], 2000
+        )
+        for program in ("p", "q")
+    }
+    try:
+        with dbmod.migration_lock(db) as conn:
+            dbmod.upgrade(conn, "0009")
+        with db.engine.begin() as conn:  # as the code before 0010 wrote them: rowids as they came
+            for program, labels in names.items():
+                conn.execute(
+                    text(
+                        "INSERT INTO programs (program_id, name, created_at, label_count) "
+                        "VALUES (:p, :p, 0, :n)"
+                    ),
+                    {"p": program, "n": len(labels)},
+                )
+                pk = conn.execute(
+                    text("SELECT id FROM programs WHERE program_id = :p"), {"p": program}
+                ).scalar_one()
+                conn.execute(
+                    text(
+                        "INSERT INTO program_labels "
+                        "(program_pk, label, label_folded, weight, updated_at) "
+                        "VALUES (:pk, :label, :folded, 1.0, 0)"
+                    ),
+                    [{"pk": pk, "label": label, "folded": label} for label in labels],
+                )
+            if db.dialect == "sqlite":
+                conn.exec_driver_sql(
+                    "INSERT INTO program_labels_fts (rowid, label_folded) "
+                    "SELECT rowid, label_folded FROM program_labels"
+                )
+        with dbmod.migration_lock(db) as conn:
+            dbmod.upgrade(conn)
+        order_holds(db)
+
+        def later(conn: Connection) -> None:
+            pk = actionhub_store.program_pk(conn, "q")
+            assert pk is not None
+            actionhub_store.upsert_labels(conn, pk, [("elm-0450x", 1.0), ("aaa", 1.0)])
+
+        db.run_write(later)
+        names["q"] += ["elm-0450x", "aaa"]
+        order_holds(db)
+        for program, labels in names.items():
+            pk = db.run_read(actionhub_store.program_pk, program)
+            assert pk is not None
+            for search in ("elm-", "-04", "ash-0899", "m-0", None):
+                want = sorted(n for n in labels if search is None or search in n)
+                rows, total = db.run_read(actionhub_store.list_labels, pk, search, 2, 40)
+                assert total == len(want)
+                assert [label for label, _ in rows] == want[40:80], (program, search)
     finally:
         db.close()

@@ -7,7 +7,8 @@ UPDATE`` fed by one parameter (a JSON array read with ``json_each`` on SQLite, a
 Search is a substring of the case-folded text (``str.casefold()``, computed here in Python so both
 dialects compare the same strings), answered by trigram indexes: FTS5 ``trigram`` on SQLite
 (``MATCH`` for candidates, ``instr`` for the exact test), ``pg_trgm`` GIN on PostgreSQL (``LIKE``
-for candidates, ``strpos`` for the exact test).
+for candidates, ``strpos`` for the exact test). On SQLite a label row's rowid follows its label
+(``order``), so a label search reads its count and its page from the FTS5 index alone.
 Order is byte-wise on both dialects.
 """
 
@@ -26,7 +27,7 @@ from sqlalchemy import Connection, String, bindparam, delete, insert, select, te
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
-from labelhub.actionhub import fences, recommender
+from labelhub.actionhub import fences, order, recommender
 from labelhub.actionhub.schemas import FORBIDDEN
 from labelhub.core.errors import Conflict, NotFound
 from labelhub.core.keys import now_ms
@@ -61,10 +62,19 @@ def create_program(
     forget(conn)
     created = now_ms()
     row = ProgramRow(program_id, name if name is not None else program_id, created)
+    values: dict[str, Any] = {}
+    if conn.dialect.name == "sqlite":  # the id is the band of its labels' rowids (order)
+        try:
+            free = order.free_program_id(conn)
+        except OverflowError as error:
+            raise Conflict(str(error)) from None
+        if free is not None:
+            values["id"] = free
     savepoint = conn.begin_nested()
     try:
         conn.execute(
             insert(Program).values(
+                **values,
                 program_id=program_id,
                 name=row.name,
                 created_at=created,
@@ -239,7 +249,7 @@ def _search_filter(
         exact = f"instr(t.{column}, :needle) > 0"
         if len(folded) < 3:
             return f"{table} t", exact, {"needle": folded}
-        query = " AND ".join('"' + t.replace('"', '""') + '"' for t in _covering_trigrams(folded))
+        query = " AND ".join(_fts_phrase(t) for t in _covering_trigrams(folded))
         return (
             f"{table}_fts AS f CROSS JOIN {table} AS t ON t.rowid = f.rowid",
             f"f.{column} MATCH :trigrams AND {exact}",
@@ -275,8 +285,12 @@ def _page(
     page: int,
     size: int,
     search_column: str,
+    ordered: bool = False,
 ) -> tuple[Sequence[Any], int]:
     """One page of ``table`` rows of a program, ordered by ``key``, and the number of matches.
+
+    ``ordered``: on SQLite the table's rowids follow ``key`` within the program's band (``order``),
+    so a search of 3 characters or more is answered from the FTS5 index alone.
 
     Without a search the page's first key is found in the primary key index: a near page by
     skipping its offset there, a deep one from the chunk counts of ``fences`` (the skip grew
@@ -308,6 +322,8 @@ def _page(
         return rows, total
     if folded == "":
         return [], 0
+    if ordered and conn.dialect.name == "sqlite" and len(folded) >= 3:
+        return _ordered_search_page(conn, table, columns, pk, folded, size, offset)
     source, where, extra = _search_filter(conn, table, search_column, folded)
     params.update(extra)
     # One pass finds the matches (MATERIALIZED: on PostgreSQL the planner may otherwise walk the
@@ -331,6 +347,39 @@ def _page(
     return [], conn.execute(text(f"SELECT count(*) {matches}"), params).scalar_one()
 
 
+def _ordered_search_page(
+    conn: Connection, table: str, columns: str, pk: int, folded: str, size: int, offset: int
+) -> tuple[Sequence[Any], int]:
+    """SQLite, rowids in key order (``order``): the matches of a search of 3 characters or more
+    are the rowids of the program's band that hold it as a phrase of trigrams (with
+    ``case_sensitive 1`` that is exactly "contains", as ``instr``), so the index counts them and
+    lists the page's rowids in page order; only the page's rows are read. W5 at 1M labels, SQL
+    alone: a search with 20,000 matches 18.7 -> 2.1 ms, with 1,000 3.1 -> 0.8, with one
+    0.25 -> 0.9 (a phrase of five trigrams reads their positions)."""
+    first, last = order.band(pk)
+    params = {"phrase": _fts_phrase(folded), "first": first, "last": last}
+    matches = f"FROM {table}_fts WHERE {table}_fts MATCH :phrase AND rowid BETWEEN :first AND :last"
+    rows = conn.execute(
+        text(
+            f"SELECT {columns}, c.matches_in_all FROM "
+            f"(SELECT rowid AS r {matches} ORDER BY rowid LIMIT :size OFFSET :offset) AS f "
+            f"CROSS JOIN {table} AS t ON t.rowid = f.r "
+            f"CROSS JOIN (SELECT count(*) AS matches_in_all {matches}) AS c ORDER BY f.r"
+        ),
+        {**params, "size": size, "offset": offset},
+    ).all()
+    if rows:
+        return rows, int(rows[0].matches_in_all)
+    if offset == 0:
+        return [], 0
+    return [], conn.execute(text(f"SELECT count(*) {matches}"), params).scalar_one()
+
+
+def _fts_phrase(folded: str) -> str:
+    """An FTS5 string (one phrase) of ``folded``."""
+    return '"' + folded.replace('"', '""') + '"'
+
+
 # --- labels ---------------------------------------------------------------------------------
 
 
@@ -350,8 +399,8 @@ EXISTING_LABELS_SQLITE = (
     "ON l.program_pk = ? AND l.label = j.value"
 )
 INSERT_LABEL_SQLITE = (
-    "INSERT INTO program_labels (program_pk, label, label_folded, weight, updated_at) "
-    "VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO program_labels (rowid, program_pk, label, label_folded, weight, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
 )
 REWEIGHT_LABEL_SQLITE = (
     "UPDATE program_labels SET weight = ?, updated_at = ? WHERE program_pk = ? AND label = ?"
@@ -384,6 +433,28 @@ def _index_new(
             f"WHERE program_pk = ? AND {key} IN (SELECT value FROM json_each(?))",
             (pk, json.dumps(list(names), ensure_ascii=False)),
         )
+
+
+def _insert_labels_sqlite(
+    conn: Connection, pk: int, names: list[str], weights: dict[tuple[int, str], float], now: int
+) -> None:
+    """SQLite: insert a program's new labels at rowids in label order (``order``), and index
+    them. Labels whose gap has no room wait until the others are written; each of those gaps
+    then renumbers rows around it, and its labels are written before the next."""
+
+    def write(keys: dict[str, int]) -> None:
+        if not keys:
+            return
+        conn.exec_driver_sql(
+            INSERT_LABEL_SQLITE,
+            [(key, pk, n, n.casefold(), weights[pk, n], now) for n, key in keys.items()],
+        )
+        _index_new(conn, "program_labels", "label_folded", "label", pk, list(keys))
+
+    keys, crowded = order.place(conn, pk, names)
+    write(keys)
+    for gap in crowded:
+        write(order.settle(conn, pk, gap))
 
 
 def upsert_labels(conn: Connection, pk: int, items: Iterable[tuple[str, float]]) -> Upserted:
@@ -430,16 +501,10 @@ def upsert_label_sets(
                 EXISTING_LABELS_SQLITE, (json.dumps(names, ensure_ascii=False), pk)
             )
             existed.update((pk, label) for (label,) in found)
-        new = [
-            (pk, label, label.casefold(), weight, now)
-            for (pk, label), weight in merged.items()
-            if (pk, label) not in existed
-        ]
-        if new:
-            conn.exec_driver_sql(INSERT_LABEL_SQLITE, new)
-            for pk, names in _by_program((pk, label) for pk, label, *_ in new).items():
-                _index_new(conn, "program_labels", "label_folded", "label", pk, names)
-                fences.added(conn, "program_labels", pk, names)
+        new = _by_program(key for key in merged if key not in existed)
+        for pk, names in new.items():
+            _insert_labels_sqlite(conn, pk, names, merged, now)
+            fences.added(conn, "program_labels", pk, names)
         if existed:
             conn.exec_driver_sql(
                 REWEIGHT_LABEL_SQLITE,
@@ -474,6 +539,7 @@ def list_labels(
         page,
         size,
         "label_folded",
+        ordered=True,
     )
     return [(r.label, r.weight) for r in rows], total
 
