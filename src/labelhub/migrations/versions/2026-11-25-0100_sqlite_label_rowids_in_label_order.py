@@ -8,9 +8,9 @@ index alone counts a search's matches and lists the page's rowids in order.
 
 This renumbers every label row: a program's ``n`` labels get keys ``2**16`` apart (less when the
 band is too narrow), centred in the band, so new labels fit between, before and after them. The
-FTS5 index is rebuilt over the new rowids. At 1,000,000 labels this took about 8 s on the bench's
-file, under the write lock. Downgrading leaves the rowids as they are: the code before this reads
-them as any rowids.
+FTS5 index is rebuilt over the new rowids. At 1,000,000 labels this took 12.1 s on the bench's
+file (``labelhub db upgrade``), under the write lock. Downgrading leaves the rowids as they are:
+the code before this reads them as any rowids.
 
 PostgreSQL: nothing changes.
 
@@ -43,19 +43,14 @@ def upgrade() -> None:
     if top is not None and top >= 1 << BAND_BITS:
         raise RuntimeError(f"program id {top} is 2**{BAND_BITS} or more: no band for its labels")
     # The index and its triggers go while the rows are written again, and come back as they were.
-    kept = [
-        sql
-        for (sql,) in conn.exec_driver_sql(
-            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'program_labels' "
-            "ORDER BY name"
-        )
-    ]
+    kept = conn.exec_driver_sql(
+        "SELECT name, sql FROM sqlite_master "
+        "WHERE type = 'trigger' AND tbl_name = 'program_labels' ORDER BY name"
+    ).all()
     (fts,) = conn.exec_driver_sql(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (FTS,)
     ).one()
-    for (name,) in conn.exec_driver_sql(
-        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'program_labels'"
-    ).all():
+    for name, _ in kept:
         conn.exec_driver_sql(f"DROP TRIGGER {name}")
     conn.exec_driver_sql(f"DROP TABLE {FTS}")
     conn.exec_driver_sql(
@@ -74,7 +69,7 @@ def upgrade() -> None:
     )
     conn.exec_driver_sql("DROP TABLE relabelled")
     conn.exec_driver_sql(fts)
-    for sql in kept:
+    for _, sql in kept:
         conn.exec_driver_sql(sql)
     conn.exec_driver_sql(f"INSERT INTO {FTS}({FTS}) VALUES ('rebuild')")
 
