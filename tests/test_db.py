@@ -253,3 +253,54 @@ def test_reads_sent_together_answer_as_they_would_one_by_one(
         )
     assert seen == []
     assert _program_ids(database.settings.database_url) == {"p1", "p2"}
+
+
+async def test_sqlite_commits_reach_the_database_file_off_the_writers_commit(
+    tmp_path: Path,
+) -> None:
+    """The writer's commits leave the WAL to the checkpointer, which copies them into the
+    database file on its own thread; the writer itself checkpoints only past
+    WRITER_AUTOCHECKPOINT pages. A copy of the database file without its WAL holds what was
+    written once the checkpointer has run (with SQLite's own checkpoints, a small write stays in
+    the WAL until 1,000 pages have gathered)."""
+    import shutil
+    import sqlite3
+    import time
+
+    path = tmp_path / "checkpoint.db"
+    db = dbmod.Database(Settings(database_url=f"sqlite:///{path}"))
+    try:
+
+        def write(conn: Connection) -> None:
+            conn.execute(text("CREATE TABLE IF NOT EXISTS t (v TEXT)"))
+            conn.execute(text("INSERT INTO t VALUES ('written')"))
+
+        await db.write(write)
+        writer_conn = db.writer._conn
+        assert writer_conn is not None
+        dbapi = writer_conn.connection.dbapi_connection
+        assert dbapi is not None
+        (autocheckpoint,) = dbapi.execute("PRAGMA wal_autocheckpoint").fetchone()
+        assert autocheckpoint == dbmod.WRITER_AUTOCHECKPOINT
+        checkpointer = db.writer.checkpointer
+        assert checkpointer is not None
+        copy = tmp_path / "copy.db"
+        deadline = time.monotonic() + 10
+        while True:
+            shutil.copyfile(path, copy)  # the file alone: no -wal beside it
+            reader = sqlite3.connect(copy)
+            try:
+                tables = reader.execute("SELECT name FROM sqlite_master").fetchall()
+                rows = reader.execute("SELECT v FROM t").fetchall() if ("t",) in tables else []
+            finally:
+                reader.close()
+            if rows == [("written",)]:
+                break
+            assert time.monotonic() < deadline, "the write never reached the database file"
+            await asyncio.sleep(0.05)
+        assert checkpointer.checkpoints >= 1
+        thread = checkpointer._thread
+        assert thread is not None and thread.is_alive()
+    finally:
+        db.close()
+    assert not thread.is_alive()
