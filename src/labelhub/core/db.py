@@ -243,18 +243,18 @@ class Checkpointer:
         self._due = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
         self.checkpoints = 0
+
+    def start(self) -> None:
+        """Start the thread (``Writer._ensure_started``, under the writer's lock)."""
+        if self._thread is None and not self._stopping:
+            self._thread = threading.Thread(
+                target=self._run, name="labelhub-checkpointer", daemon=True
+            )
+            self._thread.start()
 
     def nudge(self) -> None:
         """Pages were committed: checkpoint soon."""
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None and not self._stopping:
-                    self._thread = threading.Thread(
-                        target=self._run, name="labelhub-checkpointer", daemon=True
-                    )
-                    self._thread.start()
         self._due.set()
 
     def _run(self) -> None:
@@ -281,12 +281,12 @@ class Checkpointer:
                 conn.close()
 
     def stop(self) -> None:
-        with self._lock:
-            self._stopping = True
-            thread, self._thread = self._thread, None
+        """Stop the thread (``Writer.stop``, once the writer has stopped)."""
+        self._stopping = True
         self._due.set()
-        if thread is not None:
-            thread.join(timeout=30)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
 
 
 class Writer:
@@ -316,6 +316,8 @@ class Writer:
                         target=self._run, name="labelhub-writer", daemon=True
                     )
                     self._thread.start()
+                    if self.checkpointer is not None:
+                        self.checkpointer.start()
 
     async def submit(self, fn: Callable[..., T], args: Any, *, shared: bool = False) -> T:
         """Queue a write and wait for its commit.
