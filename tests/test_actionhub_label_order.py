@@ -27,7 +27,11 @@ def order_holds(database: dbmod.Database) -> dict[str, int]:
     check against the table). Returns each label's rowid ({} on PostgreSQL)."""
     if database.dialect != "sqlite":
         return {}
-    with database.engine.begin() as conn:  # a write from the start: no snapshot to upgrade
+    # The write lock up front, as labelhub's writes take it (BEGIN IMMEDIATE): the integrity
+    # check reads the index before it asks to write, and SQLite answers a transaction that
+    # asks for the write lock after reading SQLITE_BUSY at once, without waiting, when the
+    # server's writer holds it (1 run in 8 once checkpoints moved to their own thread).
+    with database.transaction(write=True) as conn:
         conn.exec_driver_sql(
             "INSERT INTO program_labels_fts (program_labels_fts, rank) "
             "VALUES ('integrity-check', 1)"
