@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,29 @@ async def test_writes_behind_a_writer_without_progress_are_withdrawn(db_url: str
             await stuck
     finally:
         db.close()
+
+
+async def test_quick_reads_run_on_the_loop_on_sqlite_only(
+    database: dbmod.Database, dialect: str
+) -> None:
+    """A quick read (a page without a search) runs on the event loop's own thread on SQLite,
+    where the hop to a read thread cost more than the read; any other read, and every read on
+    PostgreSQL (it waits on the network), runs on a read thread. Errors come out alike."""
+
+    def where(conn: Connection) -> int:
+        assert conn.execute(text("SELECT 1")).scalar_one() == 1
+        return threading.get_ident()
+
+    loop_thread = threading.get_ident()
+    assert await database.read(where) != loop_thread
+    assert (await database.read(where, quick=True) == loop_thread) == (dialect == "sqlite")
+
+    def fails(conn: Connection) -> None:
+        raise Invalid("refused")
+
+    for quick in (False, True):
+        with pytest.raises(Invalid):
+            await database.read(fails, quick=quick)
 
 
 def test_reads_sent_together_answer_as_they_would_one_by_one(

@@ -40,9 +40,10 @@ class Guard(Generic[C]):
     def principal(self, conn: Connection) -> keys.Principal | None:
         return keys.authenticate(conn, self.secret, record_use=self.db.record_key_use)
 
-    async def read(self, fn: Callable[..., R], *args: Any) -> R:
-        """``fn(conn, context, *args)`` in a read transaction, after ``check``."""
-        return await self.db.read(self._run, fn, args)
+    async def read(self, fn: Callable[..., R], *args: Any, quick: bool = False) -> R:
+        """``fn(conn, context, *args)`` in a read transaction, after ``check``; ``quick``: a
+        read bounded by a few index lookups, as ``Database.read`` has it."""
+        return await self.db.read(self._run, fn, args, quick=quick)
 
     async def write(self, fn: Callable[..., R], *args: Any) -> R:
         """``fn(conn, context, *args)`` in a write transaction, after ``check``; committed."""

@@ -603,13 +603,23 @@ class Database:
 
     # -- asynchronous: request handlers ------------------------------------------------------
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+    async def read(self, fn: Callable[..., T], *args: Any, quick: bool = False) -> T:
         """Run ``fn(conn, *args)`` in a read transaction on one of ``read_threads`` threads.
 
         Few threads on purpose: the work is Python holding the GIL, and 40 threads (anyio's
         default) contending with the event loop served W3 at 213 req/s on SQLite where 4 serve
         306 and 2 serve 378 (PostgreSQL: 158 with 40, 203 with 4); see bench/README.md.
+
+        ``quick``: a read bounded by a few index lookups (a page without a search). On SQLite it
+        runs on the event loop's own thread. On a read thread it cost more than itself: the hop
+        there and back, and the GIL handed to the loop and won back at each of SQLite's calls
+        (each row fetched releases it), about 50 context switches a request. W3 on SQLite:
+        700 -> 1,120 req/s (bench/README.md). A read that may scan (a search, a filter) keeps
+        its thread, so it never holds the loop up for long; on PostgreSQL every read does (it
+        waits on the network).
         """
+        if quick and self.dialect == "sqlite":
+            return self.run_read(fn, *args)
         loop = asyncio.get_running_loop()
         limiter = self._read_limiters.get(loop)
         if limiter is None:

@@ -4,9 +4,11 @@ FastAPI's routing, dependency solving and response handling cost a ``PUT /labels
 database does once writes share transactions (bench/README.md, W1). A fast route takes a request
 only when everything about it is ordinary: its method and path, each header it reads present
 once (and nothing unusual in them), a JSON body that parses and validates against the route's
-own model. Then it runs the same store code under the same guard as the FastAPI route and
-answers the same bytes. Anything else -- a missing header, a bad body, an unknown content type --
-goes on to FastAPI untouched (the body replayed), which answers it exactly as always. Errors met
+own model, or for a read (no body model) a query string whose parameters each appear once and
+validate against the route's query model. Then it runs the same store code under the same guard
+as the FastAPI route and answers the same bytes. Anything else -- a missing header, a bad body,
+an unknown content type, a body sent with a read -- goes on to FastAPI untouched (the body
+replayed), which answers it exactly as always. Errors met
 after the request was taken (403, 404, 503) are rendered by the app's own renderer.
 
 It is the last of labelhub's own middleware (request log and metrics, body limit, HAR path
@@ -22,6 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
@@ -38,7 +41,8 @@ class FastRequest:
     scope: Scope
     params: dict[str, str]  # from the path
     headers: dict[bytes, str]  # the headers the route asked for, latin-1 as Starlette decodes
-    body: Any  # the validated body model
+    body: Any  # the validated body model (None for a read)
+    query: Any = None  # the validated query model, for a route that has one
 
 
 # ``(status, JSON-ready content or the JSON bytes themselves, extra headers)``
@@ -53,9 +57,10 @@ class FastRoute:
     match: Callable[[str], dict[str, str] | None]  # path -> path parameters, or None
     headers: frozenset[bytes]  # read by the handler; each must appear at most once
     required: frozenset[bytes]  # must be present (else FastAPI answers the error)
-    model: type[BaseModel]
+    model: type[BaseModel] | None  # the body's; None: a read, which takes no body
     handler: Handler
     route: Any  # FastAPI's route for the same request (the request log reads its template)
+    query: type[BaseModel] | None = None  # the query parameters, as FastAPI's route has them
 
 
 def route_of(router: Any, method: str, path: str) -> Any:
@@ -112,7 +117,7 @@ class FastRoutes:
                 if name in headers:
                     ordinary = False  # repeated: let FastAPI decide which one counts
                 headers[name] = value.decode("latin-1")
-            elif name == b"content-type" and not value.startswith(JSON):
+            elif name == b"content-type" and route.model and not value.startswith(JSON):
                 ordinary = False
         if not route.required.issubset(headers):
             ordinary = False
@@ -127,17 +132,11 @@ class FastRoutes:
         body = b"".join(chunks)
         answer = None
         if ordinary:
-            # pydantic parses and validates at once (a W1 body: 6 us against 10 for json.loads and
-            # model_validate). Where its JSON parser and json.loads (FastAPI's) part -- a UTF-8
-            # BOM, NaN -- it refuses and FastAPI answers; it never takes what FastAPI would not.
-            try:
-                model = route.model.model_validate_json(body)
-            except (ValueError, ValidationError, RecursionError):
-                model = None
-            if model is not None:
+            request = _validated(route, scope, params, headers, body)
+            if request is not None:
                 scope["route"] = route.route  # as routing would set it
                 try:
-                    answer = await route.handler(FastRequest(scope, params, headers, model))
+                    answer = await route.handler(request)
                 except LabelhubError as error:
                     await self.render(scope["path"], error)(scope, receive, send)
                     return
@@ -162,6 +161,36 @@ class FastRoutes:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+def _validated(
+    route: FastRoute, scope: Scope, params: dict[str, str], headers: dict[bytes, str], body: bytes
+) -> FastRequest | None:
+    """The request with its body (and query) validated as the route's models have them; None
+    when they do not validate, or when anything about them is not ordinary."""
+    model = query = None
+    if route.model is not None:
+        # pydantic parses and validates at once (a W1 body: 6 us against 10 for json.loads and
+        # model_validate). Where its JSON parser and json.loads (FastAPI's) part -- a UTF-8
+        # BOM, NaN -- it refuses and FastAPI answers; it never takes what FastAPI would not.
+        try:
+            model = route.model.model_validate_json(body)
+        except (ValueError, ValidationError, RecursionError):
+            return None
+    elif body:
+        return None  # a read sent a body: FastAPI decides what that means
+    if route.query is not None:
+        # As Starlette reads a query string (latin-1, then percent-decoded as UTF-8); a
+        # parameter given twice is left to FastAPI, which picks the one that counts.
+        pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        values = dict(pairs)
+        if len(values) != len(pairs):
+            return None
+        try:
+            query = route.query.model_validate(values)
+        except ValidationError:
+            return None
+    return FastRequest(scope, params, headers, model, query)
 
 
 def replay(body: bytes, receive: Receive) -> Receive:

@@ -119,7 +119,7 @@ async def create_registry(
 
 @router.get("/registry/{registry_ref}", summary="Read a registry")
 async def get_registry(request: Request, access: RegistryView) -> schemas.Success[schemas.Registry]:
-    row = await access.read(lambda conn, registry: registry)
+    row = await access.read(lambda conn, registry: registry, quick=True)
     return schemas.Success(data=_registry_out(request, row))
 
 
@@ -206,7 +206,7 @@ async def artifact_summary(
     def work(conn: Connection, registry: store.RegistryRow) -> schemas.ArtifactSummary:
         return _summary(registry, store.find_artifact(conn, registry, name, artifact_type))
 
-    summary = await access.read(work)
+    summary = await access.read(work, quick=True)
     not_modified = etag.not_modified(response, summary_etag(summary), if_none_match)
     return not_modified or schemas.Success(data=summary)
 
