@@ -243,6 +243,33 @@ async def test_quick_reads_run_on_the_loop_on_sqlite_only(
             await database.read(fails, quick=quick)
 
 
+def test_a_read_holds_a_transaction_only_where_it_buys_something(
+    database: dbmod.Database, dialect: str
+) -> None:
+    """SQLite: a read's statements share one snapshot (a write committed between them is not
+    seen). PostgreSQL, READ COMMITTED, where each statement reads its own snapshot either way: a
+    read sends no BEGIN or COMMIT, so between its statements its session is idle, not idle in a
+    transaction (which would hold back vacuum), and the next statement sees the write."""
+    database.run_write(actionhub_store.create_program, "p1")
+    with database.transaction() as conn:
+
+        def programs() -> int:
+            return int(conn.execute(text("SELECT count(*) FROM programs")).scalar_one())
+
+        assert programs() == 1
+        database.run_write(actionhub_store.create_program, "p2")
+        if dialect == "sqlite":
+            assert programs() == 1
+            return
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with database.transaction() as other:
+            state = other.execute(
+                text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+            ).scalar_one()
+        assert state == "idle"
+        assert programs() == 2
+
+
 def test_reads_sent_together_answer_as_they_would_one_by_one(
     database: dbmod.Database, make_key: Callable[..., str]
 ) -> None:

@@ -576,6 +576,11 @@ class Database:
             with self.engine.connect() as conn:
                 if write:
                     conn = conn.execution_options(labelhub_write=True)
+                elif self.dialect == "postgresql":
+                    # A read needs no BEGIN and COMMIT of its own: in READ COMMITTED (the
+                    # default) each statement reads its own snapshot inside a transaction too,
+                    # so they were two round trips that changed nothing (W3: 7 -> 5 a request).
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                 with conn.begin():
                     forget(conn)
                     yield conn
