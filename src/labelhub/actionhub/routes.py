@@ -141,8 +141,9 @@ async def _fast_get_labels(request: fast.FastRequest) -> fast.Answer | None:
     if access is None:
         return None
     query: _LabelQuery = request.query
-    data = (await _label_page(access, query.search, query.page, query.size)).model_dump_json()
-    return 200, data.encode(), [(b"etag", etag.of_json(data.encode()).encode())]
+    answer = await _label_page(access, query.search, query.page, query.size)
+    data = answer.model_dump_json().encode()  # the bytes FastAPI's route sends, and their tag
+    return 200, data, [(b"etag", etag.of_json(data).encode())]
 
 
 FAST_ROUTES.append(

@@ -8,8 +8,8 @@ own model, or for a read (no body model) a query string whose parameters each ap
 validate against the route's query model. Then it runs the same store code under the same guard
 as the FastAPI route and answers the same bytes. Anything else -- a missing header, a bad body,
 an unknown content type, a body sent with a read -- goes on to FastAPI untouched (the body
-replayed), which answers it exactly as always. Errors met
-after the request was taken (403, 404, 503) are rendered by the app's own renderer.
+replayed), which answers it exactly as always. Errors met after the request was taken (403,
+404, 503) are rendered by the app's own renderer.
 
 It is the last of labelhub's own middleware (request log and metrics, body limit, HAR path
 canonicalisation), which stand in front of FastAPI (``labelhub.app.LabelhubApp``), so those see
