@@ -178,14 +178,30 @@ def _comparable(r: httpx.Response) -> tuple[int, list[tuple[str, str]], bytes]:
     return r.status_code, [(k, v) for k, v in r.headers.items() if k != "date"], r.content
 
 
+async def _answered_alike(
+    twin: Twin, method: str, url: str, body: bytes, headers: list[tuple[str, str]], what: str
+) -> httpx.Response:
+    """Send one request to both apps: status, headers (but the date) and body bytes must match.
+    The fast app's answer."""
+    answers = [
+        await client.request(method, url, content=body, headers=headers)
+        for client in (twin.fast, twin.plain)
+    ]
+    assert _comparable(answers[0]) == _comparable(answers[1]), what
+    return answers[0]
+
+
+async def _counted_alike(twin: Twin) -> str:
+    """Both apps must have counted the same requests (``/metrics``); the fast app's counters."""
+    metrics = [(await client.get("/metrics")).text for client in (twin.fast, twin.plain)]
+    assert _requests_counted(metrics[0]) == _requests_counted(metrics[1])
+    return "".join(_requests_counted(metrics[0]))
+
+
 async def test_fast_and_plain_routes_answer_alike(twin: Twin, handed_on: list[bytes]) -> None:
     for current, headers, body, taken in CASES:
         before = len(handed_on)
-        answers = [
-            await client.put("/labels?ignored=1", content=body, headers=headers)
-            for client in (twin.fast, twin.plain)
-        ]
-        assert _comparable(answers[0]) == _comparable(answers[1]), current
+        await _answered_alike(twin, "PUT", "/labels?ignored=1", body, headers, current)
         assert (len(handed_on) == before) == taken, current
     stored = []
     for client in (twin.fast, twin.plain):
@@ -196,9 +212,7 @@ async def test_fast_and_plain_routes_answer_alike(twin: Twin, handed_on: list[by
     # the body with a byte order mark and "l" from the repeated keys (the last one counts)
     assert stored[0]["total"] == 12, stored[0]
     # The request log and metrics see fast requests under their route template, as any other.
-    metrics = [(await client.get("/metrics")).text for client in (twin.fast, twin.plain)]
-    assert _requests_counted(metrics[0]) == _requests_counted(metrics[1])
-    assert 'method="PUT",route="/labels",status="200"' in "".join(_requests_counted(metrics[0]))
+    assert 'method="PUT",route="/labels",status="200"' in await _counted_alike(twin)
 
 
 async def test_concurrent_puts_share_batches_and_count_exactly(twin: Twin) -> None:
@@ -291,15 +305,9 @@ async def test_fast_and_plain_label_reads_answer_alike(twin: Twin, handed_on: li
         assert (await client.put("/labels", content=labels, headers=_headers())).status_code == 200
     for current, query, headers, body, taken in GET_CASES:
         before = len(handed_on)
-        answers = [
-            await client.request("GET", f"/labels?{query}", content=body, headers=headers)
-            for client in (twin.fast, twin.plain)
-        ]
-        assert _comparable(answers[0]) == _comparable(answers[1]), current
+        await _answered_alike(twin, "GET", f"/labels?{query}", body, headers, current)
         assert (len(handed_on) == before) == taken, current
-    metrics = [(await client.get("/metrics")).text for client in (twin.fast, twin.plain)]
-    assert _requests_counted(metrics[0]) == _requests_counted(metrics[1])
-    assert 'method="GET",route="/labels",status="200"' in "".join(_requests_counted(metrics[0]))
+    assert 'method="GET",route="/labels",status="200"' in await _counted_alike(twin)
     # The fast answer carries the ETag a conditional read (FastAPI's) then matches.
     first = await twin.fast.get("/labels", headers=_headers())
     assert first.status_code == 200 and first.json()["total"] == 6
@@ -481,11 +489,7 @@ async def test_fast_and_plain_har_label_updates_answer_alike(
 ) -> None:
     for current, path, headers, body, taken in HAR_CASES:
         before = len(handed_on)
-        answers = [
-            await client.put(path, content=body, headers=headers)
-            for client in (twin.fast, twin.plain)
-        ]
-        assert _comparable(answers[0]) == _comparable(answers[1]), current
+        await _answered_alike(twin, "PUT", path, body, headers, current)
         assert (len(handed_on) == before) == taken, current
     for name in ARTIFACTS:
         quoted = quote(name, safe="")
@@ -503,8 +507,7 @@ async def test_fast_and_plain_har_label_updates_answer_alike(
         for client in (twin.fast, twin.plain)
     ]
     assert listings[0] == listings[1]
-    metrics = [(await client.get("/metrics")).text for client in (twin.fast, twin.plain)]
-    assert _requests_counted(metrics[0]) == _requests_counted(metrics[1])
+    await _counted_alike(twin)
 
 
 async def test_concurrent_har_updates_keep_the_label_counts(twin: Twin, dialect: str) -> None:
@@ -604,14 +607,8 @@ async def test_an_unexpected_failure_answers_500_alike(
         ("PUT", "/labels", _headers(), _labels(("a", 1))),
         ("PUT", f"{HAR}/acct%2Freg/artifact/plain/labels", _har_headers(), _har_labels("a")),
     ):
-        answers = [
-            await client.request(method, path, content=body, headers=headers)
-            for client in (twin.fast, twin.plain)
-        ]
-        assert _comparable(answers[0]) == _comparable(answers[1]), path
-        assert answers[0].status_code == 500
-        assert "Internal server error" in answers[0].text
+        answer = await _answered_alike(twin, method, path, body, headers, path)
+        assert answer.status_code == 500
+        assert "Internal server error" in answer.text
     assert sum("the store broke" in (r.exc_text or "") for r in caplog.records) >= 2
-    metrics = [(await client.get("/metrics")).text for client in (twin.fast, twin.plain)]
-    assert _requests_counted(metrics[0]) == _requests_counted(metrics[1])
-    assert 'status="500"' in "".join(_requests_counted(metrics[0]))
+    assert 'status="500"' in await _counted_alike(twin)

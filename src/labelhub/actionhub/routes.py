@@ -80,19 +80,6 @@ async def _fast_put_labels(request: fast.FastRequest) -> fast.Answer | None:
     return 200, {"result": await _put_labels(request.body, access)}, []
 
 
-FAST_ROUTES = [
-    fast.FastRoute(
-        "PUT",
-        fast.exact("/labels"),
-        FAST_HEADERS,
-        FAST_REQUIRED,
-        schemas.LabelList,
-        _fast_put_labels,
-        fast.route_of(router, "PUT", "/labels"),
-    ),
-]
-
-
 @router.get(
     "/labels",
     summary="List the program's labels",
@@ -146,7 +133,16 @@ async def _fast_get_labels(request: fast.FastRequest) -> fast.Answer | None:
     return 200, data, [(b"etag", etag.of_json(data).encode())]
 
 
-FAST_ROUTES.append(
+FAST_ROUTES = [
+    fast.FastRoute(
+        "PUT",
+        fast.exact("/labels"),
+        FAST_HEADERS,
+        FAST_REQUIRED,
+        schemas.LabelList,
+        _fast_put_labels,
+        fast.route_of(router, "PUT", "/labels"),
+    ),
     fast.FastRoute(
         "GET",
         fast.exact("/labels"),
@@ -156,8 +152,8 @@ FAST_ROUTES.append(
         _fast_get_labels,
         fast.route_of(router, "GET", "/labels"),
         _LabelQuery,
-    )
-)
+    ),
+]
 
 
 @router.delete("/labels/{label:path}", summary="Remove one label", responses=NOT_FOUND)
