@@ -355,3 +355,63 @@ async def test_sqlite_commits_reach_the_database_file_off_the_writers_commit(
     finally:
         db.close()
     assert not thread.is_alive()
+
+
+async def test_a_write_takes_the_write_lock_before_it_reads(db_url: str, dialect: str) -> None:
+    """Every write transaction holds the database's write lock (SQLite: BEGIN IMMEDIATE;
+    PostgreSQL: an advisory lock, so replicas take turns) before its first statement, its key
+    and program reads included, which on PostgreSQL go with BEGIN and the lock in one round trip.
+    Held elsewhere, the write waits for it; held past the timeout, the write is a 503 that wrote
+    nothing."""
+    import sqlite3
+
+    import httpx
+    import psycopg
+
+    from labelhub.app import create_app
+
+    db = dbmod.Database(Settings(database_url=db_url, db_timeout=0.5))
+    try:
+        db.run_write(actionhub_store.create_program, "shop")
+        grant = keys.parse_grant("program:shop", "write")
+        secret = db.run_write(keys.create_key, "w", [grant]).secret
+        transport = httpx.ASGITransport(app=create_app(db.settings, db))
+        http = httpx.AsyncClient(transport=transport, base_url="http://labelhub.test")
+        headers = {"actionhub-key": secret, "program-id": "shop"}
+
+        def put(label: str) -> Any:
+            body = {"labels": [{"label": label, "weight": 1}]}
+            return http.put("/labels", json=body, headers=headers)
+
+        holder: Any
+        if dialect == "sqlite":
+            holder = sqlite3.connect(dbmod.sqlite_path(db_url), isolation_level=None)
+            take, free = "BEGIN IMMEDIATE", "ROLLBACK"
+        else:
+            holder = psycopg.connect(db_url, autocommit=True)
+            take = f"SELECT pg_advisory_lock({dbmod.WRITE_LOCK_ID})"
+            free = f"SELECT pg_advisory_unlock({dbmod.WRITE_LOCK_ID})"
+        try:
+            holder.execute(take)
+            refused = await put("refused")
+            assert refused.status_code == 503, refused.text
+            assert set(refused.json()) == {"detail"}
+
+            waiting = asyncio.ensure_future(put("waited"))
+            await asyncio.sleep(0.25)
+            assert not waiting.done()
+            if dialect == "postgresql":  # the writer's session waits on the lock itself
+                waits = holder.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'labelhub' "
+                    "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                ).fetchone()
+                assert waits == (1,)
+            holder.execute(free)
+            assert (await waiting).status_code == 200
+        finally:
+            holder.close()
+        found = await http.get("/labels", headers=headers)
+        assert [x["label"] for x in found.json()["items"]] == ["waited"]
+        await http.aclose()
+    finally:
+        db.close()

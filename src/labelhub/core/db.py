@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from labelhub.core import keys
+from labelhub.core import keys, sql
 from labelhub.core.config import Settings, database_dialect
 from labelhub.core.errors import LabelhubError, Unavailable
 from labelhub.core.memo import committed, forget
@@ -166,13 +166,28 @@ def make_engine(settings: Settings) -> Engine:
             return
         if options.get("isolation_level") == "AUTOCOMMIT":
             # The writer's own connection (``Writer._connection``): psycopg sends no BEGIN of
-            # its own in autocommit mode, so the BEGIN goes with the lock in one query, one round
-            # trip instead of two (two statements: the simple query protocol, never prepared).
+            # its own in autocommit mode, so the BEGIN and the lock go with the transaction's
+            # first statement: in the pipeline of a batch's key and program (or registry)
+            # reads (``sql.read_together``), else as one query of two statements just before
+            # it (below). Either way the server takes the lock before that statement runs.
             # COMMIT and ROLLBACK still follow the server's transaction: psycopg's commit() and
             # rollback() send them whenever one is open, whatever the autocommit setting.
-            conn.exec_driver_sql(f"BEGIN; {take_lock}")
+            sql.defer_begin(conn, ("BEGIN", take_lock))
         else:
             conn.exec_driver_sql(take_lock)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _postgresql_begun(conn: Connection, cursor: Any, *_: Any) -> None:
+        begin = sql.deferred_begin(conn)
+        if begin:  # the simple query protocol: several statements, never prepared
+            cursor.connection.execute("; ".join(begin))
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _postgresql_ended(conn: Connection) -> None:
+        # A transaction that ran no statement never began on the server: nothing to send.
+        if not conn.invalidated:  # (an invalidated connection's info goes with it)
+            sql.deferred_begin(conn)
 
     return engine
 

@@ -38,7 +38,7 @@ from labelhub.core.keys import now_ms
 from labelhub.core.memo import memo
 from labelhub.core.models import Artifact, ArtifactLabel, Registry, RegistryLabel, Space
 from labelhub.core.pagination import offset_of
-from labelhub.core.sql import DIALECTS, Read, one_of
+from labelhub.core.sql import DIALECTS, Read, Write, one_of, write_together
 from labelhub.har.schemas import IDENTIFIER
 
 HUGGINGFACE = "HUGGINGFACE"
@@ -557,10 +557,6 @@ def _write_label_changes(
         for label in sorted(new - old):
             added.append({"artifact": artifact, "label": label, "registry": registry})
             steps[registry, label] += 1
-    if dropped:
-        conn.execute(_DROP_LABEL, dropped)
-    if added:
-        conn.execute(_ADD_LABEL, added)
     up = [
         {"registry": r, "label": label, "folded": label.casefold(), "step": step}
         for (r, label), step in sorted(steps.items())
@@ -571,13 +567,17 @@ def _write_label_changes(
         for (r, label), step in sorted(steps.items())
         if step < 0
     ]
-    if up:
-        conn.execute(_COUNT_UP, up)
-    if down:
-        conn.execute(_COUNT_DOWN, down)
-        conn.execute(_DROP_UNUSED, down)
-    if touches:
-        conn.execute(_TOUCH[dialect], touches)
+    write_together(
+        conn,
+        [
+            Write(_DROP_LABEL, dropped),
+            Write(_ADD_LABEL, added),
+            Write(_COUNT_UP, up),
+            Write(_COUNT_DOWN, down),
+            Write(_DROP_UNUSED, down),
+            Write(_TOUCH[dialect], touches),
+        ],
+    )
 
 
 def delete_artifact(
