@@ -279,3 +279,57 @@ def test_label_rowids_are_renumbered_in_label_order(databases: DatabaseFactory) 
                 assert [label for label, _ in rows] == want[40:80], (program, search)
     finally:
         db.close()
+
+
+def test_label_index_text_moves_into_the_row_and_back(databases: DatabaseFactory) -> None:
+    """Migration 0011, down to 0010 and up again, on labelled artifacts (none, one, a few, more
+    than ``PAIRED`` labels): on SQLite the row holds the index's text, then the label tokens
+    alone, then the text again; the index answers the same throughout, passes FTS5's integrity
+    check, and takes label replacements after each step."""
+    db = dbmod.Database(Settings(database_url=databases.empty()))
+    sets = [[], ["a"], ["a", "b"], ["b", "c", "a", "d", "e"], [f"l{i:02d}" for i in range(20)]]
+    query = store.ArtifactQuery(["a", "b"], None, None, 0, 50, "name", "ASC")
+
+    def fill(conn: Connection) -> None:
+        registry = store.create_registry(conn, "acct", "r", "DOCKER", "", [])
+        for i, labels in enumerate(sets):
+            store.register_artifact(conn, registry, f"n{i}", None, None, labels)
+
+    def relabel(conn: Connection, shift: int) -> None:
+        registry = store.find_registry(conn, "acct", "r")
+        for i, labels in enumerate(sets):
+            moved = sorted({*labels[shift:], "a", "b"} if i % 2 else set(labels[shift:]))
+            store.replace_labels(conn, registry, f"n{i}", None, moved)
+
+    def both(conn: Connection) -> list[str]:
+        items, _ = store.list_artifacts(conn, [store.find_registry(conn, "acct", "r")], query)
+        return [item.artifact.name for item in items]
+
+    try:
+        with dbmod.migration_lock(db) as conn:
+            dbmod.upgrade(conn)
+        db.run_write(fill)
+        _search_labels_hold(db)
+        assert db.run_read(both) == ["n2", "n3"]
+        with dbmod.migration_lock(db) as conn:
+            dbmod.downgrade(conn, "0010")
+            if db.dialect == "sqlite":  # the label tokens alone, in label order
+                rows = conn.exec_driver_sql("SELECT name, search_labels FROM artifacts").all()
+                held = {name: text.split() for name, text in rows}
+                assert held == {
+                    f"n{i}": [f"r1x{label.encode().hex().upper()}" for label in sorted(labels)]
+                    for i, labels in enumerate(sets)
+                }
+                fts = "artifact_labels_fts"
+                conn.exec_driver_sql(
+                    f"INSERT INTO {fts}({fts}, rank) VALUES ('integrity-check', 1)"
+                )
+        assert db.run_read(both) == ["n2", "n3"]
+        with dbmod.migration_lock(db) as conn:
+            dbmod.upgrade(conn)
+        _search_labels_hold(db)
+        db.run_write(relabel, 1)
+        _search_labels_hold(db)
+        assert db.run_read(both) == ["n1", "n3"]
+    finally:
+        db.close()
