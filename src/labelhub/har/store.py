@@ -233,6 +233,9 @@ _LABELS_OF = {
 _REGISTRY_LABELS_OF = select(
     ArtifactLabel.artifact_id, ArtifactLabel.registry_id, ArtifactLabel.label
 ).where(one_of(ArtifactLabel.artifact_id, "ids", Integer, "sqlite"))
+_SEARCH_LABELS_OF = text("SELECT id, search_labels FROM artifacts WHERE id IN :ids").bindparams(
+    bindparam("ids", expanding=True)
+)
 
 
 def _labels_of(conn: Connection, artifact_ids: list[int]) -> dict[int, list[str]]:
@@ -406,22 +409,47 @@ def _search_label(dialect: str, registry_id: int, label: str) -> str:
 
 
 def _search_labels(dialect: str, registry_id: int, labels: Iterable[str]) -> Any:
-    """``artifacts.search_labels`` for these labels: PostgreSQL, an array of their elements;
-    SQLite, the text the label-set index holds for them (``_indexed``)."""
+    """``artifacts.search_labels`` for these labels: an array, or (SQLite) a text of tokens."""
     tokens = [_search_label(dialect, registry_id, label) for label in sorted(labels)]
-    return tokens if dialect == "postgresql" else _indexed(tokens)
+    return tokens if dialect == "postgresql" else " ".join(tokens)
 
 
-def _indexed(tokens: list[str]) -> str:
-    """SQLite: what the label-set index holds for an artifact with these label tokens (migration
-    0011; its triggers copy ``search_labels`` as it is): the tokens, then a token per pair of
-    them (``_pair``, the two in text order) for an artifact of up to ``PAIRED`` labels, else one
-    token ``r<registry id>m``. Built here, not by the triggers in SQL: a batch of 32 label
-    replacements spent 1.45 ms in the triggers, 0.83 this way (bench/README.md)."""
-    if len(tokens) > PAIRED:
-        return " ".join([*tokens, tokens[0].partition("x")[0] + "m"])
-    pairs = [_pair(a, b) for a in tokens for b in tokens if a < b]
-    return " ".join([*tokens, *pairs])
+def _indexed(tokens: str) -> str:
+    """SQLite: the label-set index's entry for an artifact whose ``search_labels`` is ``tokens``
+    (what migration 0009's triggers build in SQL): the tokens, then a token per pair of them
+    (``_pair``, the two in text order) for an artifact of up to ``PAIRED`` labels, else one token
+    ``r<registry id>m``. A changed label set's entries are written from here (migration 0011): a
+    batch of 32 label replacements spent 1.45 ms in the trigger that built them, 0.83 ms this
+    way (bench/README.md)."""
+    each = tokens.split()
+    if len(each) > PAIRED:
+        return f"{tokens} {each[0].partition('x')[0]}m"
+    return " ".join([*each, *(_pair(a, b) for a in each for b in each if a < b)])
+
+
+# SQLite: a changed label set's entry in the label-set index (``_indexed``): the old one out
+# (a contentless FTS5 table is told what to delete), the new one in.
+_INDEX_OUT = text(
+    "INSERT INTO artifact_labels_fts (artifact_labels_fts, rowid, search_labels) "
+    "VALUES ('delete', :artifact, :entry)"
+)
+_INDEX_IN = text(
+    "INSERT INTO artifact_labels_fts (rowid, search_labels) VALUES (:artifact, :entry)"
+)
+
+
+def _index_changes(changes: Iterable[tuple[int, str, str]]) -> list[Write]:
+    """SQLite: the writes that move each artifact's entry in the label-set index from its old
+    ``search_labels`` to its new one (``(artifact id, old, new)``); an artifact without labels
+    has none."""
+    out, into = [], []
+    for artifact, old, new in changes:
+        if old != new:
+            if old:
+                out.append({"artifact": artifact, "entry": _indexed(old)})
+            if new:
+                into.append({"artifact": artifact, "entry": _indexed(new)})
+    return [Write(_INDEX_OUT, out), Write(_INDEX_IN, into)]
 
 
 # ``_search_labels`` in SQL (PostgreSQL): an artifact's label set from its label rows.
@@ -444,20 +472,19 @@ def fill_search_labels(conn: Connection, artifact_ids: Sequence[int]) -> None:
     if not artifact_ids:
         return
     dialect = conn.dialect.name
-    if dialect == "sqlite":  # the index's text is built in Python (``_indexed``)
+    if dialect == "sqlite":  # with the index's entries (``_index_changes``)
         labels: dict[int, tuple[int, list[str]]] = {}
-        rows = conn.execute(_REGISTRY_LABELS_OF, {"ids": list(artifact_ids)})
-        for artifact_id, registry_id, label in rows:
+        for artifact_id, registry_id, label in conn.execute(
+            _REGISTRY_LABELS_OF, {"ids": list(artifact_ids)}
+        ):
             labels.setdefault(artifact_id, (registry_id, []))[1].append(label)
-        conn.execute(
-            update(_SEARCH_LABELS)
-            .where(_SEARCH_LABELS.c.id == bindparam("artifact"))
-            .values(search_labels=bindparam("labels")),
-            [
-                {"artifact": a, "labels": _search_labels(dialect, *labels.get(a, (0, [])))}
-                for a in artifact_ids
-            ],
-        )
+        changes = [
+            (artifact_id, old, _search_labels(dialect, *labels[artifact_id]))
+            for artifact_id, old in conn.execute(_SEARCH_LABELS_OF, {"ids": list(artifact_ids)})
+            if artifact_id in labels
+        ]
+        rows = [{"artifact": a, "now": None, "labels": new} for a, _, new in changes]
+        write_together(conn, [*_index_changes(changes), Write(_TOUCH[dialect], rows)])
         return
     found = (
         select(ArtifactLabel.artifact_id, literal_column(_LABEL_ARRAY).label("labels"))
@@ -574,11 +601,14 @@ def _write_label_changes(
     steps: Counter[tuple[int, str]] = Counter()
     dialect = conn.dialect.name
     touches: list[dict[str, Any]] = []  # modified_at and search_labels
+    index: list[tuple[int, str, str]] = []  # SQLite: the label-set index's entries
     for artifact, registry in sorted(touched.items()):
         old, new = set(before[artifact]), set(after[artifact])
         if old != new:
             labels = _search_labels(dialect, registry, new)
             touches.append({"artifact": artifact, "now": now, "labels": labels})
+            if dialect == "sqlite":
+                index.append((artifact, _search_labels(dialect, registry, old), labels))
         elif now is not None:
             touches.append({"artifact": artifact, "now": now, "labels": None})
         for label in sorted(old - new):
@@ -606,6 +636,7 @@ def _write_label_changes(
             Write(_COUNT_DOWN, down),
             Write(_DROP_UNUSED, down),
             Write(_TOUCH[dialect], touches),
+            *_index_changes(index),
         ],
     )
 
