@@ -1,7 +1,9 @@
 """W1-W3 at saturation and at moderate load, each against its baselines, in the same run.
 
     W1  PUT /labels, 10 labels per request, rotating 8 programs and 5,000 label names
-    W2  HAR PUT .../artifact/{artifact}/labels, 5 labels, rotating 1,000 artifacts
+    W2  HAR PUT .../artifact/{artifact}/labels, 5 labels, rotating 1,000 artifacts; each visit
+        to an artifact replaces its 5 labels with 5 others (until 2026-11-25 every visit sent
+        the labels it already had, so after the first round no label row was written)
     W3  GET /labels, a page of 50, rotating programs and pages (5,000 labels per program)
 
 Servers, all under the same uvicorn (one worker, uvloop, httptools), all given the same requests:
@@ -114,7 +116,7 @@ request = function()
   counter = counter + 1
   local parts = {}
   for i = 0, 4 do
-    parts[#parts + 1] = string.format('"label-%%d"', (counter + i * 7) %% 50)
+    parts[#parts + 1] = string.format('"label-%%d"', (counter + i * 7 + math.floor(counter / %(artifacts)d)) %% 50)
   end
   return wrk.format("PUT", "/har/api/v1/registry/acct%%2Fbench/artifact/artifact-" .. (counter %% %(artifacts)d) .. "/labels", {
     ["content-type"] = "application/json", ["x-api-key"] = key,
