@@ -20,7 +20,8 @@ from labelhub.core.config import Settings
 from labelhub.core.errors import Conflict, Invalid, Unavailable
 from labelhub.core.keys import now_ms
 from labelhub.core.models import Program
-from labelhub.core.sql import Read, read_together
+from labelhub.core.sql import Read, Write, read_together, write_together
+from tests.conftest import table_rows
 
 
 def _insert_then_fail(conn: Connection, program_id: str) -> None:
@@ -415,3 +416,30 @@ async def test_a_write_takes_the_write_lock_before_it_reads(db_url: str, dialect
         await http.aclose()
     finally:
         db.close()
+
+
+def test_writes_sent_together_leave_what_they_would_one_by_one(
+    database: dbmod.Database,
+) -> None:
+    """``write_together`` (one pipeline on PostgreSQL) runs its writes in order, each over all
+    its rows, a later one seeing the earlier ones' rows; one without rows is left out; a driver
+    error comes out as SQLAlchemy's, and its transaction leaves nothing."""
+    add = text("INSERT INTO programs (program_id, name, created_at) VALUES (:p, :p, 0)")
+    rename = text("UPDATE programs SET name = name || :suffix WHERE program_id = :p")
+    with database.transaction(write=True) as conn:
+        write_together(
+            conn,
+            [
+                Write(add, [{"p": "p1"}, {"p": "p2"}]),
+                Write(rename, []),
+                Write(rename, [{"p": "p1", "suffix": "-a"}, {"p": "p1", "suffix": "-b"}]),
+            ],
+        )
+    rows = table_rows(database, "SELECT program_id, name FROM programs ORDER BY program_id")
+    assert rows == [("p1", "p1-a-b"), ("p2", "p2")]
+
+    with pytest.raises(DBAPIError), database.transaction(write=True) as conn:
+        write_together(
+            conn, [Write(add, [{"p": "p3"}]), Write(text("UPDATE no_such_table SET x = 1"), [{}])]
+        )
+    assert _program_ids(database.settings.database_url) == {"p1", "p2"}

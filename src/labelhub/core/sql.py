@@ -80,11 +80,10 @@ def read_together(conn: Connection, reads: Sequence[Read]) -> None:
     answers, so a write batch's BEGIN, write lock (``defer_begin``), key and program (or
     registry) cost one wait for the server, not one each (each wait is two wake-ups on a loaded
     machine: the backend's, then the writer's, which must also win the GIL back from the event
-    loop). SQLAlchemy cannot read a
-    result of a statement sent in pipeline mode, so these go to psycopg directly, compiled by
-    SQLAlchemy; a driver error is raised as SQLAlchemy's, as ``conn.execute`` would. SQLite:
-    one after the other (a statement there is a function call, not a round trip). Each
-    ``take`` is called once every read has answered.
+    loop). SQLAlchemy cannot read a result of a statement sent in pipeline mode, so these go to
+    psycopg directly, compiled by SQLAlchemy; a driver error is raised as SQLAlchemy's, as
+    ``conn.execute`` would. SQLite: one after the other (a statement there is a function call,
+    not a round trip). Each ``take`` is called once every read has answered.
     """
     pipelined = len(reads) > 1 or _BEGIN in conn.info
     if conn.dialect.name != "postgresql" or not pipelined or not _PIPELINES:
