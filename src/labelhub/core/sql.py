@@ -85,8 +85,7 @@ def read_together(conn: Connection, reads: Sequence[Read]) -> None:
     ``conn.execute`` would. SQLite: one after the other (a statement there is a function call,
     not a round trip). Each ``take`` is called once every read has answered.
     """
-    pipelined = len(reads) > 1 or _BEGIN in conn.info
-    if conn.dialect.name != "postgresql" or not pipelined or not _PIPELINES:
+    if not _pipelines(conn, len(reads)):
         answers = [conn.execute(read.statement, read.params).all() for read in reads]
     else:
         answers = _pipelined(conn, reads)
@@ -94,17 +93,23 @@ def read_together(conn: Connection, reads: Sequence[Read]) -> None:
         read.take(rows)
 
 
+def _pipelines(conn: Connection, statements: int) -> bool:
+    """Whether these statements go in one pipeline: on PostgreSQL (libpq able), when there is
+    more than one to send, the transaction's deferred opening (``defer_begin``) counted."""
+    return (
+        conn.dialect.name == "postgresql" and _PIPELINES and (statements > 1 or _BEGIN in conn.info)
+    )
+
+
 def _pipelined(conn: Connection, reads: Sequence[Read]) -> list[Sequence[Any]]:
     cursors = []
-    with _pipeline(conn, [read.statement for read in reads], [read.params for read in reads]) as (
-        raw,
-        compiled,
-    ):
+    params = [read.params for read in reads]
+    with _pipeline(conn, [read.statement for read in reads], params) as (raw, compiled):
         for read, statement in zip(reads, compiled, strict=True):
             cursor = raw.cursor(row_factory=namedtuple_row)
             cursor.execute(str(statement), statement.construct_params(read.params))
             cursors.append(cursor)
-    with _driver_errors(compiled, [read.params for read in reads]):
+    with _driver_errors(compiled, params):
         return [cursor.fetchall() for cursor in cursors]
 
 
@@ -126,8 +131,7 @@ def write_together(conn: Connection, writes: Sequence[Write]) -> None:
     waits in one (bench/README.md).
     """
     writes = [write for write in writes if write.rows]
-    pipelined = len(writes) > 1 or _BEGIN in conn.info
-    if conn.dialect.name != "postgresql" or not pipelined or not _PIPELINES:
+    if not _pipelines(conn, len(writes)):
         for write in writes:
             conn.execute(write.statement, write.rows)
         return

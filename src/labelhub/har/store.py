@@ -230,12 +230,9 @@ _LABELS_OF = {
 }
 
 
-_REGISTRY_LABELS_OF = select(
-    ArtifactLabel.artifact_id, ArtifactLabel.registry_id, ArtifactLabel.label
-).where(one_of(ArtifactLabel.artifact_id, "ids", Integer, "sqlite"))
-_SEARCH_LABELS_OF = text("SELECT id, search_labels FROM artifacts WHERE id IN :ids").bindparams(
-    bindparam("ids", expanding=True)
-)
+_SEARCH_LABELS_OF = text(
+    "SELECT id, registry_id, search_labels FROM artifacts WHERE id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
 
 
 def _labels_of(conn: Connection, artifact_ids: list[int]) -> dict[int, list[str]]:
@@ -473,15 +470,13 @@ def fill_search_labels(conn: Connection, artifact_ids: Sequence[int]) -> None:
         return
     dialect = conn.dialect.name
     if dialect == "sqlite":  # with the index's entries (``_index_changes``)
-        labels: dict[int, tuple[int, list[str]]] = {}
-        for artifact_id, registry_id, label in conn.execute(
-            _REGISTRY_LABELS_OF, {"ids": list(artifact_ids)}
-        ):
-            labels.setdefault(artifact_id, (registry_id, []))[1].append(label)
+        labels = _labels_of(conn, list(artifact_ids))
         changes = [
-            (artifact_id, old, _search_labels(dialect, *labels[artifact_id]))
-            for artifact_id, old in conn.execute(_SEARCH_LABELS_OF, {"ids": list(artifact_ids)})
-            if artifact_id in labels
+            (artifact_id, old, _search_labels(dialect, registry_id, labels[artifact_id]))
+            for artifact_id, registry_id, old in conn.execute(
+                _SEARCH_LABELS_OF, {"ids": list(artifact_ids)}
+            )
+            if labels[artifact_id]  # as on PostgreSQL: only artifacts with label rows
         ]
         rows = [{"artifact": a, "now": None, "labels": new} for a, _, new in changes]
         write_together(conn, [*_index_changes(changes), Write(_TOUCH[dialect], rows)])
