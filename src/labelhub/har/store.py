@@ -38,7 +38,7 @@ from labelhub.core.keys import now_ms
 from labelhub.core.memo import memo
 from labelhub.core.models import Artifact, ArtifactLabel, Registry, RegistryLabel, Space
 from labelhub.core.pagination import offset_of
-from labelhub.core.sql import DIALECTS, Read, Write, one_of, write_together
+from labelhub.core.sql import DIALECTS, Read, Write, one_of, rows_of, write_together
 from labelhub.har.schemas import IDENTIFIER
 
 HUGGINGFACE = "HUGGINGFACE"
@@ -238,8 +238,8 @@ _SEARCH_LABELS_OF = text(
 def _labels_of(conn: Connection, artifact_ids: list[int]) -> dict[int, list[str]]:
     found: dict[int, list[str]] = {a: [] for a in artifact_ids}
     if artifact_ids:
-        for artifact_id, label in conn.execute(
-            _LABELS_OF[conn.dialect.name], {"ids": artifact_ids}
+        for artifact_id, label in rows_of(
+            conn, _LABELS_OF[conn.dialect.name], {"ids": artifact_ids}
         ):
             found[artifact_id].append(label)
     return found
@@ -538,9 +538,9 @@ def replace_label_sets(
     stored: dict[int, list[str]] = {}
     for registry_id, wanted in names.items():
         params = {"registry_id": registry_id, "names": sorted(wanted)}
-        for read in conn.execute(statement, params):
+        for read in rows_of(conn, statement, params):
             row = ArtifactRow(*(read if with_labels else (*read, [])))
-            found.setdefault((registry_id, read.name), []).append(row)
+            found.setdefault((registry_id, row.name), []).append(row)
             if with_labels:
                 stored[row.id] = row.labels
     if not with_labels:
@@ -558,17 +558,15 @@ def replace_label_sets(
                 if replacement.artifact_type in (None, row.artifact_type)
             ]
             row = _the_one(rows, replacement.name)
-            current = replace(row, labels=labels[row.id])
-            if row.id in touched:
-                current = replace(current, modified_at=now)
-            if replacement.check is not None:
-                replacement.check(current)
+            if replacement.check is not None:  # on the row as the requests so far leave it
+                modified_at = now if row.id in touched else row.modified_at
+                replacement.check(replace(row, labels=labels[row.id], modified_at=modified_at))
         except LabelhubError as error:
             results.append(error)
             continue
         labels[row.id] = replacement.labels
         touched[row.id] = registry.id
-        results.append(replace(current, modified_at=now, labels=replacement.labels))
+        results.append(replace(row, modified_at=now, labels=replacement.labels))
     if touched:
         # Read in this write transaction (locked on PostgreSQL): the rows are all there.
         _write_label_changes(conn, touched, stored, labels, now=now)
