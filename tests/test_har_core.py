@@ -3,6 +3,7 @@ the label update and delete, on both databases. Listings are not built yet."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -360,6 +361,61 @@ async def test_label_update_in_every_path_form(
     assert int(data["modifiedAt"]) >= int(created["modifiedAt"])
     r = await har.http.put(path, json={"labels": []}, headers=har.h())
     assert r.status_code == 200 and r.json()["data"]["labels"] == []
+
+
+async def test_label_updates_sent_together_read_their_artifacts_with_their_keys(
+    har: Har, database: Any
+) -> None:
+    """Label updates sent at once (a write batch, or a few) are each answered as if alone: two
+    registries, a key that may only view (403, nothing written), a missing artifact (404). On
+    PostgreSQL the named artifacts are read with the batch's keys and registries
+    (``store.named_artifact_reads``), never again on their own; ``replace_labels``, which reads
+    nothing ahead, shows that read would be seen."""
+    from sqlalchemy import event
+
+    from labelhub.har import store
+
+    assert (await har.registry("acct", "second")).status_code == 201
+    names = [f"m{i}" for i in range(6)]
+    for name in names:
+        assert (await har.artifact("acct%2Fgeneric", name, labels=["old"])).status_code == 201
+    assert (await har.artifact("acct%2Fsecond", "s0")).status_code == 201
+    viewer = har.make_key("space:acct=view")
+    sent = [(f"acct%2Fgeneric/artifact/{n}", [f"{n}-new", "shared"], har.h()) for n in names]
+    sent += [
+        ("acct%2Fsecond/artifact/s0", ["second"], har.h()),
+        ("acct%2Fgeneric/artifact/m0", ["viewer"], har.h(viewer)),
+        ("acct%2Fgeneric/artifact/missing", ["x"], har.h()),
+    ]
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        answers = await asyncio.gather(
+            *(
+                har.http.put(f"{P}/registry/{path}/labels", json={"labels": labels}, headers=h)
+                for path, labels, h in sent
+            )
+        )
+        assert [r.status_code for r in answers] == [200] * 7 + [403, 404]
+        for (path, labels, _), r in zip(sent[:7], answers, strict=False):
+            assert r.json()["data"]["labels"] == sorted(labels), path
+            summary = await har.http.get(f"{P}/registry/{path}/summary", headers=har.h())
+            assert summary.json()["data"]["labels"] == sorted(labels), path
+        if database.dialect == "postgresql":
+            on_its_own = str(
+                store._NAMED_ARTIFACTS["postgresql"].compile(dialect=database.engine.dialect)
+            )
+            assert on_its_own not in statements
+            with database.transaction(write=True) as conn:
+                registry = store.find_registry(conn, "acct", "second")
+                store.replace_labels(conn, registry, "s0", None, ["again"])
+            assert on_its_own in statements
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
 
 
 BAD_BODIES: list[tuple[str, bytes]] = [

@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from labelhub.core import keys
 from labelhub.core.db import Database
 from labelhub.core.errors import LabelhubError
+from labelhub.core.memo import drop_read_ahead
 from labelhub.core.sql import Read, read_together
 
 # The key header of the HAR and administration APIs (ActionHub has its own, actionhub-key).
@@ -64,16 +65,24 @@ class Guard(Generic[C]):
         return await self.db.write_shared(_guarded(fn), (self, item))  # type: ignore[no-any-return]
 
     @classmethod
-    def prepare(cls, conn: Connection, guards: Sequence[Guard[Any]]) -> None:
-        """Before checking several guards of one kind: read their keys and what ``reads`` names,
-        at once (one round trip on PostgreSQL)."""
+    def prepare(
+        cls, conn: Connection, guards: Sequence[Guard[Any]], also: Sequence[Read] = ()
+    ) -> None:
+        """Before checking several guards of one kind: read their keys, what ``reads`` names and
+        ``also``, at once (one round trip on PostgreSQL)."""
         key_reads = keys.key_reads(conn, (g.secret for g in guards))
-        read_together(conn, key_reads + cls.reads(conn, guards))
+        read_together(conn, key_reads + cls.reads(conn, guards) + list(also))
 
     @classmethod
     def reads(cls, conn: Connection, guards: Sequence[Guard[Any]]) -> list[Read]:
         """What these guards' checks will look up besides their keys, as reads."""
         return []
+
+
+# A shared function's ``READS_AHEAD`` attribute, ``reads(conn, requests)``: what it will read for
+# these (guard, item) requests, to be read with their keys (``Guard.prepare``) before their
+# guards are checked. What it finds must serve only the requests that pass.
+READS_AHEAD = "reads_ahead"
 
 
 @functools.cache
@@ -82,22 +91,37 @@ def _guarded(
 ) -> Callable[[Connection, list[tuple[Guard[Any], Any]]], list[tuple[bool, Any]]]:
     """The shared writer function for ``fn``: checks each request's guard, then runs ``fn`` once
     for those that passed."""
+    ahead = getattr(fn, READS_AHEAD, None)
 
     def run(conn: Connection, requests: list[tuple[Guard[Any], Any]]) -> list[tuple[bool, Any]]:
-        outcomes: list[tuple[bool, Any]] = [(False, None)] * len(requests)
-        for kind in {type(guard) for guard, _ in requests}:
-            kind.prepare(conn, [guard for guard, _ in requests if type(guard) is kind])
-        passed: list[tuple[int, Any, Any]] = []
-        for index, (guard, item) in enumerate(requests):
-            try:
-                passed.append((index, guard.check(conn), item))
-            except LabelhubError as error:
-                outcomes[index] = (False, error)
-        if passed:
-            results = fn(conn, [(context, item) for _, context, item in passed])
-            for (index, _, _), result in zip(passed, results, strict=True):
-                # fn refuses one request by answering its error (having written nothing for it)
-                outcomes[index] = (not isinstance(result, LabelhubError), result)
-        return outcomes
+        try:
+            return _checked_run(fn, ahead, conn, requests)
+        finally:
+            drop_read_ahead(conn)
 
     return run
+
+
+def _checked_run(
+    fn: Callable[[Connection, list[tuple[Any, Any]]], list[Any]],
+    ahead: Callable[[Connection, list[tuple[Guard[Any], Any]]], list[Read]] | None,
+    conn: Connection,
+    requests: list[tuple[Guard[Any], Any]],
+) -> list[tuple[bool, Any]]:
+    outcomes: list[tuple[bool, Any]] = [(False, None)] * len(requests)
+    also = ahead(conn, requests) if ahead is not None else []
+    for kind in {type(guard) for guard, _ in requests}:
+        kind.prepare(conn, [guard for guard, _ in requests if type(guard) is kind], also)
+        also = []
+    passed: list[tuple[int, Any, Any]] = []
+    for index, (guard, item) in enumerate(requests):
+        try:
+            passed.append((index, guard.check(conn), item))
+        except LabelhubError as error:
+            outcomes[index] = (False, error)
+    if passed:
+        results = fn(conn, [(context, item) for _, context, item in passed])
+        for (index, _, _), result in zip(passed, results, strict=True):
+            # fn refuses one request by answering its error (having written nothing for it)
+            outcomes[index] = (not isinstance(result, LabelhubError), result)
+    return outcomes

@@ -24,6 +24,21 @@ def forget(conn: Connection) -> None:
     conn.info[MEMO] = {}
 
 
+AHEAD = "read ahead"
+
+
+def read_ahead(conn: Connection) -> dict[Any, Any]:
+    """What a shared function's reads ahead found (``access.READS_AHEAD``): for that function to
+    take in the same run (``access._guarded`` empties it afterwards, so nothing read ahead
+    outlives the run it was read for)."""
+    found: dict[Any, Any] = memo(conn).setdefault(AHEAD, {})
+    return found
+
+
+def drop_read_ahead(conn: Connection) -> None:
+    memo(conn).pop(AHEAD, None)
+
+
 AFTER_COMMIT = "after commit"
 
 

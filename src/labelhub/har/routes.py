@@ -15,9 +15,10 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from sqlalchemy import Connection
 
 from labelhub.core import etag, fast
-from labelhub.core.access import X_API_KEY
+from labelhub.core.access import READS_AHEAD, X_API_KEY
 from labelhub.core.errors import Invalid, LabelhubError, PreconditionFailed, Unsupported
 from labelhub.core.pagination import page_count
+from labelhub.core.sql import Read
 from labelhub.har import schemas, store
 from labelhub.har.deps import (
     RegistryAccess,
@@ -281,6 +282,16 @@ def update_label_sets(
         )
     ]
 
+
+def _named_artifact_reads(
+    conn: Connection, requests: list[tuple[RegistryAccess, LabelUpdate]]
+) -> list[Read]:
+    return store.named_artifact_reads(
+        conn, [(g.space_access.space, g.identifier, update.name) for g, update in requests]
+    )
+
+
+setattr(update_label_sets, READS_AHEAD, _named_artifact_reads)
 
 ARTIFACT_LABELS = re.compile(r"^/har/api/v1/registry/([^/]+)/artifact/([^/]+)/labels$")
 
