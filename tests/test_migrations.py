@@ -338,3 +338,37 @@ def test_label_updates_keep_the_label_index_across_0011(databases: DatabaseFacto
         assert db.run_read(both) == ["n1", "n3"]
     finally:
         db.close()
+
+
+def test_label_index_entries_are_what_0009s_sql_built() -> None:
+    """``store._indexed`` gives the entry 0009's SQL gave (kept in 0011 for its downgrade): the
+    entry the index holds is deleted by naming it exactly. Tokens in text order, as labelhub
+    writes them, and in any other order, as 0008's unordered ``group_concat`` may have left them;
+    past ``store.PAIRED`` labels, the many-labels token."""
+    import importlib.util
+    import sqlite3
+    from pathlib import Path
+
+    import labelhub.migrations.versions as versions
+
+    path = (
+        Path(versions.__file__).parent
+        / "2026-11-25-0600_sqlite_label_index_updates_from_labelhub.py"
+    )
+    spec = importlib.util.spec_from_file_location("migration_0011", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    rng = random.Random(11)
+    labels = ["a", "b b", "é", "Z", "prod", "x-y", "0", "~"]
+    cases = [store._search_labels("sqlite", 3, labels[:n]) for n in range(1, len(labels) + 1)]
+    for _ in range(20):
+        tokens = store._search_labels("sqlite", 3, rng.sample(labels, rng.randint(2, 6))).split()
+        rng.shuffle(tokens)
+        cases.append(" ".join(tokens))
+    many = [f"l{i:02d}" for i in range(store.PAIRED + 1)]
+    cases.append(store._search_labels("sqlite", 3, many))
+    with sqlite3.connect(":memory:") as db:
+        for tokens in cases:
+            (expected,) = db.execute(f"SELECT {migration.indexed(':t')}", {"t": tokens}).fetchone()
+            assert store._indexed(tokens) == expected, tokens

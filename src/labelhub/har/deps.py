@@ -6,6 +6,7 @@ registry or artifact is looked up: a caller without the grant learns nothing abo
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
@@ -48,8 +49,10 @@ def space_path(ref: str) -> str:
     return path
 
 
+@functools.lru_cache(maxsize=1024)
 def registry_path(ref: str) -> tuple[str, str]:
-    """(space path, registry identifier) of a registry ref."""
+    """(space path, registry identifier) of a registry ref (the few a server sees remembered;
+    a ref that does not parse raises every time)."""
     space, _, identifier = ref.rpartition("/")
     if not space or not IDENTIFIER.fullmatch(identifier) or len(identifier) > 255:
         raise Invalid(

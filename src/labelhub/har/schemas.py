@@ -39,7 +39,7 @@ IDENTIFIER = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
 def _label_set(labels: list[str]) -> list[str]:
     """Without duplicates, sorted byte-wise; at most ``MAX_LABELS`` distinct labels."""
-    distinct = sorted(set(labels), key=lambda label: label.encode())
+    distinct = sorted(set(labels))  # code point order, which is UTF-8's byte order
     if len(distinct) > MAX_LABELS:
         raise ValueError(f"at most {MAX_LABELS} distinct labels, got {len(distinct)}")
     return distinct

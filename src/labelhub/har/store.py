@@ -464,7 +464,10 @@ def _indexed(tokens: str) -> str:
     if len(each) > PAIRED:
         return f"{tokens} {each[0].partition('x')[0]}m"
     labels = [token.partition("x")[2] for token in each]  # ``_pair``'s, without a call each
-    pairs = [f"{a}y{label}" for a in each for b, label in zip(each, labels, strict=True) if a < b]
+    if each == sorted(each):  # as ``_search_labels`` writes them: each later one is greater
+        pairs = [a + "y" + label for i, a in enumerate(each) for label in labels[i + 1 :]]
+    else:
+        pairs = [f"{a}y{lb}" for a in each for b, lb in zip(each, labels, strict=True) if a < b]
     return " ".join(each + pairs)
 
 
