@@ -186,17 +186,22 @@ def write_together(conn: Connection, writes: Sequence[Write]) -> None:
 _NAMED = sqlite.dialect(paramstyle="named")
 
 
+_checked: set[int] = set()  # statements _direct has found fit (held by _compile's cache)
+
+
 def _direct(statement: Executable) -> Any:
     """SQLite: the statement compiled for the driver (``:name`` parameters). Refused when its
     parameters would be expanded or its rows' values converted, which only SQLAlchemy does."""
     compiled: Any = _compile(statement, _NAMED)
-    converted = [
-        name
-        for name, _, _, type_ in compiled._result_columns
-        if type_._cached_result_processor(_NAMED, None) is not None
-    ]
-    if compiled.post_compile_params or converted:
-        raise TypeError(f"not a statement for the driver directly: {compiled.string}")
+    if id(statement) not in _checked:
+        converted = [
+            name
+            for name, _, _, type_ in compiled._result_columns
+            if type_._cached_result_processor(_NAMED, None) is not None
+        ]
+        if compiled.post_compile_params or converted:
+            raise TypeError(f"not a statement for the driver directly: {compiled.string}")
+        _checked.add(id(statement))
     return compiled
 
 
@@ -215,7 +220,8 @@ def rows_of(conn: Connection, statement: Executable, params: dict[str, Any]) -> 
     SQLite: the driver's tuples, the statement run by the driver directly (its parameters
     converted as SQLAlchemy would, its columns needing no conversion). SQLAlchemy's execution
     and rows cost more than SQLite's work for the reads of a W2 write batch: its 32 artifacts
-    in 79 -> 52 us, their 160 labels in 105 -> 70 (bench/README.md). A driver error is raised
+    in 79 -> 52 us, their 160 labels in 105 -> 70 (both with ``one_of``'s JSON list; with an
+    expanding ``IN`` through SQLAlchemy, 106 and 130; bench/README.md). A driver error is raised
     as SQLAlchemy's. PostgreSQL: ``conn.execute``.
     """
     if conn.dialect.name != "sqlite":
