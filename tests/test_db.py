@@ -443,3 +443,25 @@ def test_writes_sent_together_leave_what_they_would_one_by_one(
             conn, [Write(add, [{"p": "p3"}]), Write(text("UPDATE no_such_table SET x = 1"), [{}])]
         )
     assert _program_ids(database.settings.database_url) == {"p1", "p2"}
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)  # a backend to terminate
+def test_a_shared_write_that_loses_its_connection_is_an_outage(
+    database: dbmod.Database, admin_key: str
+) -> None:
+    """A shared write whose connection is lost mid-run (its PostgreSQL backend terminated) is an
+    outage (503), not the error of touching the lost connection's state afterwards (the run
+    empties what was read ahead for it: a PendingRollbackError, a 500, until this test)."""
+    from labelhub.core.access import _guarded
+    from labelhub.har.deps import SpaceAccess
+
+    def lose(conn: Connection, items: list[Any]) -> list[Any]:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with database.engine.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+            other.commit()
+        conn.exec_driver_sql("SELECT 1")
+        return [None] * len(items)
+
+    with pytest.raises(Unavailable), database.transaction(write=True) as conn:
+        _guarded(lose)(conn, [(SpaceAccess(database, admin_key, "acct", True), None)])

@@ -36,7 +36,10 @@ def read_ahead(conn: Connection) -> dict[Any, Any]:
 
 
 def drop_read_ahead(conn: Connection) -> None:
-    memo(conn).pop(AHEAD, None)
+    # A connection lost mid-run (invalidated) takes its memo with it; touching its ``info``
+    # then would raise over the outage that lost it (a 500 where the answer is a 503).
+    if not conn.invalidated:
+        memo(conn).pop(AHEAD, None)
 
 
 AFTER_COMMIT = "after commit"
