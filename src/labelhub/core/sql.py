@@ -231,10 +231,8 @@ def rows_of(conn: Connection, statement: Executable, params: dict[str, Any]) -> 
     if processors:
         params = {k: processors[k](v) if k in processors else v for k, v in params.items()}
     raw: Any = conn.connection.dbapi_connection
-    try:
+    with _driver_errors([compiled.string], params, sqlite3.Error):
         return raw.execute(compiled.string, params).fetchall()  # type: ignore[no-any-return]
-    except sqlite3.Error as error:
-        raise DBAPIError.instance(compiled.string, params, error, sqlite3.Error) from error
 
 
 def _write_directly(conn: Connection, writes: Sequence[Write]) -> None:
@@ -248,10 +246,8 @@ def _write_directly(conn: Connection, writes: Sequence[Write]) -> None:
     try:
         for write in writes:
             sql = _direct_sql(write.statement)
-            try:
+            with _driver_errors([sql], write.rows, sqlite3.Error):
                 raw.executemany(sql, write.rows)
-            except sqlite3.Error as error:
-                raise DBAPIError.instance(sql, write.rows, error, sqlite3.Error) from error
     finally:
         raw.close()
     # As after statements run through SQLAlchemy: the writer's watch sees progress (once).
@@ -274,10 +270,14 @@ def _pipeline(
 
 
 @contextmanager
-def _driver_errors(compiled: list[Compiled], params: list[Any]) -> Iterator[None]:
+def _driver_errors(
+    statements: Sequence[Any], params: Any, base: type[Exception] = psycopg.Error
+) -> Iterator[None]:
+    """A driver error (``base``: psycopg's, or sqlite3's on the direct paths) raised as
+    SQLAlchemy's, as ``conn.execute`` would; ``statements`` rendered only then."""
     try:
         yield
-    except psycopg.Error as error:
+    except base as error:
         raise DBAPIError.instance(
-            "; ".join(str(statement) for statement in compiled), params, error, psycopg.Error
+            "; ".join(str(statement) for statement in statements), params, error, base
         ) from error

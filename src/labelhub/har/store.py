@@ -230,11 +230,6 @@ _LABELS_OF = {
 }
 
 
-_SEARCH_LABELS_OF = text(
-    "SELECT id, registry_id, search_labels FROM artifacts WHERE id IN :ids"
-).bindparams(bindparam("ids", expanding=True))
-
-
 def _labels_of(conn: Connection, artifact_ids: list[int]) -> dict[int, list[str]]:
     found: dict[int, list[str]] = {a: [] for a in artifact_ids}
     if artifact_ids:
@@ -498,7 +493,13 @@ def _index_changes(changes: Iterable[tuple[int, str, str]]) -> list[Write]:
 
 # ``_search_labels`` in SQL (PostgreSQL): an artifact's label set from its label rows.
 _LABEL_ARRAY = "array_agg(registry_id || ':' || label ORDER BY label)"
-_SEARCH_LABELS = table("artifacts", column("id", Integer), column("search_labels"))
+_SEARCH_LABELS = table(
+    "artifacts", column("id", Integer), column("registry_id", Integer), column("search_labels")
+)
+# SQLite: these artifacts' registries and label sets (``fill_search_labels``).
+_SEARCH_LABELS_OF = select(
+    _SEARCH_LABELS.c.id, _SEARCH_LABELS.c.registry_id, _SEARCH_LABELS.c.search_labels
+).where(one_of(_SEARCH_LABELS.c.id, "ids", Integer, "sqlite"))
 # The label-set index as the filters ask it: PostgreSQL's arrays (GIN, ``@>``), SQLite's FTS5
 # table of the texts (``_fts_match``).
 _LABEL_ARRAYS = column("search_labels", postgresql.ARRAY(Text))
@@ -520,8 +521,8 @@ def fill_search_labels(conn: Connection, artifact_ids: Sequence[int]) -> None:
         labels = _labels_of(conn, list(artifact_ids))
         changes = [
             (artifact_id, old, _search_labels(dialect, registry_id, labels[artifact_id]))
-            for artifact_id, registry_id, old in conn.execute(
-                _SEARCH_LABELS_OF, {"ids": list(artifact_ids)}
+            for artifact_id, registry_id, old in rows_of(
+                conn, _SEARCH_LABELS_OF, {"ids": list(artifact_ids)}
             )
             if labels[artifact_id]  # as on PostgreSQL: only artifacts with label rows
         ]
