@@ -20,7 +20,7 @@ from labelhub.core.config import Settings
 from labelhub.core.errors import Conflict, Invalid, Unavailable
 from labelhub.core.keys import now_ms
 from labelhub.core.models import Program
-from labelhub.core.sql import Read, Write, read_together, write_together
+from labelhub.core.sql import Bulk, Read, Write, bulk, read_together, unnested, write_together
 from tests.conftest import table_rows
 
 
@@ -422,10 +422,29 @@ def test_writes_sent_together_leave_what_they_would_one_by_one(
     database: dbmod.Database,
 ) -> None:
     """``write_together`` (one pipeline on PostgreSQL) runs its writes in order, each over all
-    its rows, a later one seeing the earlier ones' rows; one without rows is left out; a driver
-    error comes out as SQLAlchemy's, and its transaction leaves nothing."""
+    its rows (a ``Bulk``'s too: on PostgreSQL one statement over the rows' arrays, JSON
+    parameters sent as JSON), a later one seeing the earlier ones' rows; one without rows is
+    left out; a driver error comes out as SQLAlchemy's, and its transaction leaves nothing."""
     add = text("INSERT INTO programs (program_id, name, created_at) VALUES (:p, :p, 0)")
     rename = text("UPDATE programs SET name = name || :suffix WHERE program_id = :p")
+    # On PostgreSQL one statement over the rows' arrays; the JSON one read as JSON there.
+    add_all = bulk(
+        "INSERT INTO programs (program_id, name, created_at) VALUES (:p, :p, :at)",
+        "INSERT INTO programs (program_id, name, created_at) SELECT v.p, v.p, v.at FROM {rows}",
+        ("p", "text"),
+        ("at", "bigint"),
+    )
+    renamed = Bulk(
+        text("UPDATE programs SET name = name || coalesce(:suffix, '!') WHERE program_id = :p"),
+        unnested(
+            "UPDATE programs AS g SET name = g.name || coalesce(CAST(v.suffix AS json) #>> '{}', '!') "
+            "FROM {rows} WHERE g.program_id = v.p",
+            ("p", "text"),
+            ("suffix", "text"),
+        ),
+        (("p", "text"), ("suffix", "text")),
+        json_params=("suffix",),
+    )
     with database.transaction(write=True) as conn:
         write_together(
             conn,
@@ -433,16 +452,31 @@ def test_writes_sent_together_leave_what_they_would_one_by_one(
                 Write(add, [{"p": "p1"}, {"p": "p2"}]),
                 Write(rename, []),
                 Write(rename, [{"p": "p1", "suffix": "-a"}, {"p": "p1", "suffix": "-b"}]),
+                Write(add_all, [{"p": "p3", "at": 1}, {"p": "p4", "at": 2}]),
+                Write(
+                    renamed,
+                    [
+                        {"p": "p2", "suffix": "-c"},
+                        {"p": "p3", "suffix": None},
+                    ],
+                ),
+                Write(renamed, []),
             ],
         )
-    rows = table_rows(database, "SELECT program_id, name FROM programs ORDER BY program_id")
-    assert rows == [("p1", "p1-a-b"), ("p2", "p2")]
+    rows = table_rows(
+        database, "SELECT program_id, name, created_at FROM programs ORDER BY program_id"
+    )
+    assert rows == [("p1", "p1-a-b", 0), ("p2", "p2-c", 0), ("p3", "p3!", 1), ("p4", "p4", 2)]
 
     with pytest.raises(DBAPIError), database.transaction(write=True) as conn:
         write_together(
-            conn, [Write(add, [{"p": "p3"}]), Write(text("UPDATE no_such_table SET x = 1"), [{}])]
+            conn,
+            [
+                Write(add_all, [{"p": "p5", "at": 3}]),
+                Write(text("UPDATE no_such_table SET x = 1"), [{}]),
+            ],
         )
-    assert _program_ids(database.settings.database_url) == {"p1", "p2"}
+    assert _program_ids(database.settings.database_url) == {"p1", "p2", "p3", "p4"}
 
 
 @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)  # a backend to terminate

@@ -25,17 +25,17 @@ write lock (``core/db.py``), so the read-modify-write of statistics here cannot 
 from __future__ import annotations
 
 import functools
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import JSON, Connection, bindparam, text
+from sqlalchemy import Connection, bindparam, text
 
 from labelhub.core.keys import now_ms
 from labelhub.core.models import json_list
+from labelhub.core.sql import bulk
 
 # The user's strongest actions considered per update and per recomputation.
 HISTORY = 50
@@ -89,50 +89,6 @@ def units(ts_ms: int, half_life_ms: int) -> float:
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
-
-
-@dataclass(frozen=True)
-class Bulk:
-    """One statement over many rows: ``executemany`` on SQLite (cheap there); on PostgreSQL one
-    statement over ``unnest``ed arrays, since psycopg's ``executemany`` still runs a statement per
-    row (531,000 of them to fold 5,000 users). ``arrays``: the per-row parameters, as
-    (name, PostgreSQL array type); ``:pk`` and other shared parameters are passed as keywords.
-    ``json_params``: per-row values stored as JSON (bound as JSON on SQLite; on PostgreSQL sent
-    as JSON text in a ``text[]`` for the statement to cast)."""
-
-    sqlite: Any
-    postgresql: Any
-    arrays: tuple[tuple[str, str], ...]
-    json_params: tuple[str, ...] = ()
-
-    def run(self, conn: Connection, rows: Sequence[dict[str, Any]], **shared: Any) -> None:
-        if not rows:
-            return
-        if conn.dialect.name == "postgresql":
-            params = {
-                name: [json.dumps(r[name]) if name in self.json_params else r[name] for r in rows]
-                for name, _ in self.arrays
-            }
-            conn.execute(self.postgresql, {**params, **shared})
-        else:
-            conn.execute(self.sqlite, [{**row, **shared} for row in rows])
-
-
-def bulk(
-    sqlite: str, postgresql: str, *arrays: tuple[str, str], json_params: tuple[str, ...] = ()
-) -> Bulk:
-    """A ``Bulk`` whose PostgreSQL statement reads ``{rows}``: ``unnest(CAST(:a AS t[]), ...)
-    AS v(a, ...)``."""
-    unnest = "unnest({}) AS v({})".format(
-        ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in arrays),
-        ", ".join(f'"{name}"' for name, _ in arrays),
-    )
-    sqlite_statement = text(sqlite)
-    if json_params:
-        sqlite_statement = sqlite_statement.bindparams(
-            *(bindparam(name, type_=JSON) for name in json_params)
-        )
-    return Bulk(sqlite_statement, text(postgresql.replace("{rows}", unnest)), arrays, json_params)
 
 
 ACTIONS_BY_ID = text(

@@ -34,7 +34,7 @@ from labelhub.core.keys import now_ms
 from labelhub.core.memo import after_commit, forget, memo
 from labelhub.core.models import HALF_LIFE_MS, Asset, Program, ProgramLabel, json_list
 from labelhub.core.pagination import offset_of
-from labelhub.core.sql import DIALECTS, Read, one_of
+from labelhub.core.sql import DIALECTS, Read, bulk, one_of
 
 # Rows per multi-row statement: 1,000 assets of 6 columns stay far below both dialects'
 # parameter limits (SQLite 32,766; PostgreSQL 65,535).
@@ -804,7 +804,7 @@ INSERT_EVENTS_POSTGRESQL = text(
     "CAST(:times AS bigint[]), CAST(:types AS text[]), CAST(:assets AS text[]), "
     "CAST(:labels AS text[])) WITH ORDINALITY AS i(u, t, e, a, l, n) ORDER BY i.n"
 )
-COUNT_USER_EVENTS = recommender.bulk(
+COUNT_USER_EVENTS = bulk(
     "INSERT INTO ah_users (program_pk, user_id, events, pending) VALUES (:pk, :user, :n, :n) "
     "ON CONFLICT (program_pk, user_id) DO UPDATE "
     "SET events = ah_users.events + excluded.events, pending = ah_users.pending + excluded.pending",
@@ -815,7 +815,7 @@ COUNT_USER_EVENTS = recommender.bulk(
     ("user", "text"),
     ("n", "bigint"),
 )
-ENQUEUE = recommender.bulk(
+ENQUEUE = bulk(
     "INSERT INTO ah_user_queue (program_pk, user_id, queued_at) VALUES (:pk, :user, :now) "
     "ON CONFLICT (program_pk, user_id) DO NOTHING",
     "INSERT INTO ah_user_queue (program_pk, user_id, queued_at) "

@@ -38,7 +38,17 @@ from labelhub.core.keys import now_ms
 from labelhub.core.memo import memo, read_ahead
 from labelhub.core.models import Artifact, ArtifactLabel, Registry, RegistryLabel, Space
 from labelhub.core.pagination import offset_of
-from labelhub.core.sql import DIALECTS, Read, Write, one_of, rows_of, write_together
+from labelhub.core.sql import (
+    DIALECTS,
+    Bulk,
+    Read,
+    Write,
+    bulk,
+    one_of,
+    rows_of,
+    unnested,
+    write_together,
+)
 from labelhub.har.schemas import IDENTIFIER
 
 HUGGINGFACE = "HUGGINGFACE"
@@ -395,37 +405,75 @@ def named_artifact_reads(conn: Connection, wanted: Iterable[tuple[str, str, str]
     return reads
 
 
-_DROP_LABEL = text("DELETE FROM artifact_labels WHERE artifact_id = :artifact AND label = :label")
-_ADD_LABEL = text(
-    "INSERT INTO artifact_labels (artifact_id, label, registry_id) "
-    "VALUES (:artifact, :label, :registry)"
+# The label writes of ``_write_label_changes``, a row each (``Bulk``: on PostgreSQL one
+# statement over the rows' arrays).
+_DROP_LABEL = bulk(
+    "DELETE FROM artifact_labels WHERE artifact_id = :artifact AND label = :label",
+    "DELETE FROM artifact_labels AS a USING {rows} "
+    "WHERE a.artifact_id = v.artifact AND a.label = v.label",
+    ("artifact", "integer"),
+    ("label", "text"),
 )
-_COUNT_UP = text(
+_ADD_LABEL = bulk(
+    "INSERT INTO artifact_labels (artifact_id, label, registry_id) "
+    "VALUES (:artifact, :label, :registry)",
+    "INSERT INTO artifact_labels (artifact_id, label, registry_id) "
+    "SELECT v.artifact, v.label, v.registry FROM {rows}",
+    ("artifact", "integer"),
+    ("label", "text"),
+    ("registry", "integer"),
+)
+# A registry's label at most once among the rows (the net step of the batch): an upsert of
+# PostgreSQL's may not meet the same row twice.
+_COUNT_UP = bulk(
     "INSERT INTO registry_labels (registry_id, label, label_folded, artifacts) "
     "VALUES (:registry, :label, :folded, :step) ON CONFLICT (registry_id, label) "
-    "DO UPDATE SET artifacts = registry_labels.artifacts + excluded.artifacts"
+    "DO UPDATE SET artifacts = registry_labels.artifacts + excluded.artifacts",
+    "INSERT INTO registry_labels (registry_id, label, label_folded, artifacts) "
+    "SELECT v.registry, v.label, v.folded, v.step FROM {rows} ON CONFLICT (registry_id, label) "
+    "DO UPDATE SET artifacts = registry_labels.artifacts + excluded.artifacts",
+    ("registry", "integer"),
+    ("label", "text"),
+    ("folded", "text"),
+    ("step", "bigint"),
 )
-_COUNT_DOWN = text(
+_COUNT_DOWN = bulk(
     "UPDATE registry_labels SET artifacts = artifacts + :step "
-    "WHERE registry_id = :registry AND label = :label"
+    "WHERE registry_id = :registry AND label = :label",
+    "UPDATE registry_labels AS r SET artifacts = r.artifacts + v.step FROM {rows} "
+    "WHERE r.registry_id = v.registry AND r.label = v.label",
+    ("registry", "integer"),
+    ("label", "text"),
+    ("step", "bigint"),
 )
-_DROP_UNUSED = text(
+_DROP_UNUSED = bulk(
     "DELETE FROM registry_labels WHERE registry_id = :registry AND label = :label "
-    "AND artifacts <= 0"
+    "AND artifacts <= 0",
+    "DELETE FROM registry_labels AS r USING {rows} "
+    "WHERE r.registry_id = v.registry AND r.label = v.label AND r.artifacts <= 0",
+    ("registry", "integer"),
+    ("label", "text"),
 )
 # The artifact's label set as its filters find it (migration 0006 on PostgreSQL, 0008 on SQLite,
 # whose index triggers add the pairs of its labels, 0009) is written with the label rows; a label
-# update sets modifiedAt in the same statement.
-_TOUCH = {
-    "postgresql": text(
-        "UPDATE artifacts SET modified_at = coalesce(:now, modified_at), "
-        "search_labels = coalesce(CAST(:labels AS text[]), search_labels) WHERE id = :artifact"
-    ),
-    "sqlite": text(
+# update sets modifiedAt in the same statement. PostgreSQL: each row's label set (or none, to
+# keep it) as JSON, the arrays being of different lengths.
+_TOUCH_ROWS = (("artifact", "integer"), ("now", "bigint"), ("labels", "text"))
+_TOUCH = Bulk(
+    text(
         "UPDATE artifacts SET modified_at = coalesce(:now, modified_at), "
         "search_labels = coalesce(:labels, search_labels) WHERE id = :artifact"
     ),
-}
+    unnested(
+        "UPDATE artifacts AS a SET modified_at = coalesce(v.now, a.modified_at), "
+        "search_labels = CASE v.labels WHEN 'null' THEN a.search_labels "
+        "ELSE ARRAY(SELECT json_array_elements_text(CAST(v.labels AS json))) END "
+        "FROM {rows} WHERE a.id = v.artifact",
+        *_TOUCH_ROWS,
+    ),
+    _TOUCH_ROWS,
+    json_params=("labels",),
+)
 
 
 def _search_label(dialect: str, registry_id: int, label: str) -> str:
@@ -527,7 +575,7 @@ def fill_search_labels(conn: Connection, artifact_ids: Sequence[int]) -> None:
             if labels[artifact_id]  # as on PostgreSQL: only artifacts with label rows
         ]
         rows = [{"artifact": a, "now": None, "labels": new} for a, _, new in changes]
-        write_together(conn, [*_index_changes(changes), Write(_TOUCH[dialect], rows)])
+        write_together(conn, [*_index_changes(changes), Write(_TOUCH, rows)])
         return
     found = (
         select(ArtifactLabel.artifact_id, literal_column(_LABEL_ARRAY).label("labels"))
@@ -683,7 +731,7 @@ def _write_label_changes(
             Write(_COUNT_UP, up),
             Write(_COUNT_DOWN, down),
             Write(_DROP_UNUSED, down),
-            Write(_TOUCH[dialect], touches),
+            Write(_TOUCH, touches),
             *_index_changes(index),
         ],
     )
