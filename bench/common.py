@@ -44,6 +44,20 @@ def fresh_database(kind: str, pg_url: str, tmp: Path) -> tuple[str, str | None]:
     return pg_url.rsplit("/", 1)[0] + "/" + name, name
 
 
+def autovacuum(pg_url: str) -> str:
+    """The PostgreSQL server's ``autovacuum`` setting ("on" by default; "off" on this machine
+    kind's server, which then neither vacuums nor analyzes a table by itself)."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        return str(conn.execute("SHOW autovacuum").fetchone()[0])  # type: ignore[index]
+
+
+def vacuum_analyze(pg_url: str) -> None:
+    """``VACUUM ANALYZE`` the database: what autovacuum does by itself on a server that has it
+    on, between the runs of a workload that changes rows."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
 def drop_database(pg_url: str, name: str | None) -> None:
     if name:
         with psycopg.connect(pg_url, autocommit=True) as conn:

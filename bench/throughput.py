@@ -17,6 +17,12 @@ Load: wrk (a separate process), 64 connections for throughput and 16 for latency
 times each, servers alternating. Each figure: median with min and max of the runs, p50 and p99,
 error count; labelhub's peak RSS (VmHWM) after the run.
 
+PostgreSQL with ``autovacuum`` off (this machine kind's server has it off): the bench database
+is vacuumed and analyzed before each of labelhub's runs, as a server with the default
+``autovacuum = on`` does by itself; otherwise each run would start on the dead rows of all runs
+before it (a W2 run leaves about 10 a request) and on plans made for empty tables
+(``bench/README.md``). The results record the setting and whether the bench vacuumed.
+
     python -m bench.throughput --db sqlite
     python -m bench.throughput --db postgresql --pg-url postgresql://postgres@127.0.0.1:5432/postgres
 """
@@ -39,7 +45,15 @@ from typing import Any
 
 import httpx
 
-from bench.common import RESULTS, drop_database, free_port, fresh_database, write_report
+from bench.common import (
+    RESULTS,
+    autovacuum,
+    drop_database,
+    free_port,
+    fresh_database,
+    vacuum_analyze,
+    write_report,
+)
 from labelhub.core import keys
 
 PROGRAMS = 8
@@ -318,6 +332,10 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         url, pg_name = fresh_database(args.db, args.pg_url, Path(tmp))
+        vacuum = args.db == "postgresql" and autovacuum(args.pg_url) == "off"
+        if args.db == "postgresql":
+            report["postgresql_autovacuum"] = autovacuum(args.pg_url)
+            report["vacuum_analyze_before_each_labelhub_run"] = vacuum
         env.update(
             LABELHUB_DATABASE_URL=url, LABELHUB_ADMIN_KEY=admin, LABELHUB_LOG_LEVEL="warning"
         )
@@ -357,6 +375,8 @@ def main() -> None:
                     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in bases}
                     for _ in range(args.runs):
                         for name, base in bases.items():
+                            if name == "labelhub" and vacuum:
+                                vacuum_analyze(url)
                             runs[name].append(
                                 run_wrk(base, script, connections, args.seconds, admin)
                             )
