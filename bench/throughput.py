@@ -332,9 +332,10 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         url, pg_name = fresh_database(args.db, args.pg_url, Path(tmp))
-        vacuum = args.db == "postgresql" and autovacuum(args.pg_url) == "off"
+        vacuum = False
         if args.db == "postgresql":
             report["postgresql_autovacuum"] = autovacuum(args.pg_url)
+            vacuum = report["postgresql_autovacuum"] == "off"
             report["vacuum_analyze_before_each_labelhub_run"] = vacuum
         env.update(
             LABELHUB_DATABASE_URL=url, LABELHUB_ADMIN_KEY=admin, LABELHUB_LOG_LEVEL="warning"

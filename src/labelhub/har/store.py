@@ -423,8 +423,9 @@ _ADD_LABEL = bulk(
     ("label", "text"),
     ("registry", "integer"),
 )
-# A registry's label at most once among the rows (the net step of the batch): an upsert of
-# PostgreSQL's may not meet the same row twice.
+# The counts: a registry's label at most once among the rows (the net step of the batch). On
+# PostgreSQL an upsert may not meet the same row twice, and an UPDATE ... FROM would apply only
+# one of two rows for it.
 _COUNT_UP = bulk(
     "INSERT INTO registry_labels (registry_id, label, label_folded, artifacts) "
     "VALUES (:registry, :label, :folded, :step) ON CONFLICT (registry_id, label) "
