@@ -239,8 +239,8 @@ def write_together(conn: Connection, writes: Sequence[Write]) -> None:
         return
     with _pipeline(conn, statements, params) as (raw, compiled):
         cursor = raw.cursor()
-        for rows, sql in zip(params, compiled, strict=True):
-            if isinstance(rows, dict):  # a Bulk's arrays
+        for write, rows, sql in zip(writes, params, compiled, strict=True):
+            if isinstance(write.statement, Bulk):  # rows: its arrays
                 cursor.execute(str(sql), sql.construct_params(rows))
             else:
                 cursor.executemany(str(sql), [sql.construct_params(r) for r in rows])

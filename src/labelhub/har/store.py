@@ -477,24 +477,22 @@ _TOUCH = Bulk(
 )
 
 
-def _search_label(dialect: str, registry_id: int, label: str) -> str:
-    """An element of ``artifacts.search_labels``: one registry's entries are a posting list of
-    their own in the label index. PostgreSQL: an array element, ``<registry id>:<label>``.
-    SQLite: one token of FTS5's ``ascii`` tokenizer whatever the label holds,
-    ``r<registry id>x<the label's UTF-8 in hex>`` (SQL's ``'r' || registry_id || 'x' ||
-    hex(label)``)."""
-    if dialect == "postgresql":
-        return f"{registry_id}:{label}"
-    return f"r{registry_id}x{label.encode().hex().upper()}"
-
-
 def _search_labels(dialect: str, registry_id: int, labels: Iterable[str]) -> Any:
-    """``artifacts.search_labels`` for these labels: an array, or (SQLite) a text of tokens
-    (``_search_label``'s, built here in one pass: a write batch builds hundreds)."""
+    """``artifacts.search_labels`` for these labels, in label order; one registry's entries are
+    a posting list of their own in the label index. PostgreSQL: an array of ``<registry
+    id>:<label>``. SQLite: a text of tokens of FTS5's ``ascii`` tokenizer whatever the labels
+    hold, ``r<registry id>x<the label's UTF-8 in hex>`` (SQL's ``'r' || registry_id || 'x' ||
+    hex(label)``), in one pass: a write batch builds hundreds."""
     if dialect == "postgresql":
         return [f"{registry_id}:{label}" for label in sorted(labels)]
     prefix = f"r{registry_id}x"
     return " ".join([prefix + label.encode().hex().upper() for label in sorted(labels)])
+
+
+def _search_label(dialect: str, registry_id: int, label: str) -> str:
+    """One label's element of ``artifacts.search_labels`` (``_search_labels``)."""
+    found = _search_labels(dialect, registry_id, [label])
+    return found[0] if dialect == "postgresql" else found  # type: ignore[no-any-return]
 
 
 def _indexed(tokens: str) -> str:
