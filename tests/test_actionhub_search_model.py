@@ -139,3 +139,23 @@ async def test_a_label_holding_the_pieces_of_a_search_apart_is_no_match(ah: Acti
         body = await ah.labels(search=search, size=100)
         assert [item["label"] for item in body["items"]] == expected(labels, search), search
         assert body["total"] == len(expected(labels, search))
+
+
+async def test_every_page_counts_every_match(ah: ActionHub) -> None:
+    """A page that is not full holds the last matches, so the count is its offset plus its rows
+    (no second count on SQLite); a full page, the page after the last and a page far past it
+    count them all. Sizes that divide the matches and sizes that do not, searches with and
+    without trigrams."""
+    labels = [f"item-{i:03d}" for i in range(30)] + [f"other-{i}" for i in range(7)]
+    r = await ah.put_labels([{"label": label, "weight": i} for i, label in enumerate(labels)])
+    assert r.status_code == 200
+    for search in ("item-", "it", "item-01", "item-029", "other-", "nothing"):
+        want = expected(labels, search)
+        for size in (1, 2, 5, 7, 10, 30, 31, 100):
+            for page in range(1, len(want) // size + 3):
+                body = await ah.labels(search=search, page=page, size=size)
+                assert body["total"] == len(want), (search, size, page)
+                items = [item["label"] for item in body["items"]]
+                assert items == want[(page - 1) * size : page * size], (search, size, page)
+            body = await ah.labels(search=search, page=1000, size=size)
+            assert (body["total"], body["items"]) == (len(want), []), (search, size)
