@@ -350,13 +350,24 @@ def prepared(url: str, admin: str) -> Any:
 
 
 def analyze(db: Any) -> None:
-    """Fresh planner statistics (and, on PostgreSQL, a vacuumed visibility map)."""
+    """Fresh planner statistics (and, on PostgreSQL, a vacuumed visibility map). On SQLite also
+    what labelhub's writer does by itself once idle (``labelhub.core.tidy``): each grown search
+    index merged into one segment, here before the server starts rather than under the timed
+    requests."""
+    from labelhub.core import tidy
+
     with db.engine.connect() as conn:
         if db.dialect == "postgresql":
             conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
-        else:
-            conn.exec_driver_sql("ANALYZE")
+            return
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
+        for table in tidy.fts5_tables(conn):
+            merged = tidy.untidy(conn, table)
             conn.commit()
+            while merged:
+                merged = tidy.merge_step(conn, table)
+                conn.commit()
 
 
 def figures_main(

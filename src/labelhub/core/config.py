@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # SQLite: how much of the database file each connection reads through one shared memory map
     # (PRAGMA mmap_size) rather than copying pages into its own small cache; 0 turns it off.
     sqlite_mmap_mb: int = Field(default=1024, ge=0, le=1 << 20)
+    # SQLite: seconds the writer is idle after a write before it merges the search indexes'
+    # segments (labelhub.core.tidy); 0 turns it off.
+    sqlite_tidy_idle: float = Field(default=2.0, ge=0)
     # Most transactions the single writer folds into one commit.
     write_batch_max: int = Field(default=256, ge=1)
     # Threads that run read transactions (few: the work holds the GIL; see Database.read).

@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from labelhub.core import keys, sql
+from labelhub.core import keys, sql, tidy
 from labelhub.core.config import Settings, database_dialect
 from labelhub.core.errors import LabelhubError, Unavailable
 from labelhub.core.memo import committed, forget
@@ -307,10 +307,14 @@ class Checkpointer:
 class Writer:
     """One thread that runs every write of this process, several transactions per commit."""
 
-    def __init__(self, db: Database, batch_max: int, deadline: float) -> None:
+    def __init__(self, db: Database, batch_max: int, deadline: float, tidy_idle: float = 0) -> None:
         self._db = db
         self._batch_max = batch_max
         self._deadline = deadline
+        # SQLite: seconds idle after a write before the search indexes are tidied (``tidy``).
+        self._tidy_idle = tidy_idle if db.dialect == "sqlite" else 0
+        self._tidy_due = self._tidy_idle > 0
+        self.tidy_steps = 0
         self._states = threading.Lock()
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -424,9 +428,18 @@ class Writer:
                 self._conn.close()
             self._conn = None
 
+    def start(self) -> None:
+        """Start the thread now rather than at the first write (the server: on SQLite it tidies
+        the search indexes even if nothing is written)."""
+        self._ensure_started()
+
     def _run(self) -> None:
         while True:
-            job = self._queue.get()
+            try:
+                job = self._queue.get(timeout=self._tidy_idle if self._tidy_due else None)
+            except queue.Empty:
+                self._tidy()
+                continue
             if job is None:
                 return
             batch = [job]
@@ -446,8 +459,31 @@ class Writer:
                     j.state = "running"
             if batch:
                 self._execute(batch)
+                self._tidy_due = self._tidy_idle > 0
             if stop:
                 return
+
+    def _tidy(self) -> None:
+        """SQLite, idle: merge each grown FTS5 index into one segment (``tidy``), one step per
+        transaction, and stop as soon as a write is queued (the next idle spell goes on)."""
+        try:
+            conn = self._connection()
+            with conn.begin():
+                tables = [t for t in tidy.fts5_tables(conn) if tidy.untidy(conn, t)]
+            for table in tables:
+                merged = True
+                while merged:
+                    if not self._queue.empty():
+                        return  # writes first
+                    with conn.begin():
+                        merged = tidy.merge_step(conn, table)
+                    self.tidy_steps += 1
+                    self.last_progress = time.monotonic()
+                    if self.checkpointer is not None:
+                        self.checkpointer.nudge()
+        except Exception as error:  # tidying is an optimisation: the next write asks again
+            log.warning("merging the search indexes' segments failed: %s", error)
+        self._tidy_due = False
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.invalidated or self._conn.closed:
@@ -576,7 +612,9 @@ class Database:
         self.settings = settings
         self.dialect = database_dialect(settings.database_url)
         self.engine = make_engine(settings)
-        self.writer = Writer(self, settings.write_batch_max, settings.db_timeout)
+        self.writer = Writer(
+            self, settings.write_batch_max, settings.db_timeout, settings.sqlite_tidy_idle
+        )
         self._key_uses: dict[int, int] = {}
         self._read_limiters: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, anyio.CapacityLimiter
