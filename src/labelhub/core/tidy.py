@@ -10,9 +10,9 @@ searches): a search with one match 1.6 -> 0.9 ms, one with 1,000 matches 1.5 -> 
 The writer (``db.Writer``) tidies when it has been idle for ``LABELHUB_SQLITE_TIDY_IDLE``
 seconds after a write (and once after it starts): an index whose segments besides its largest
 add up to ``GROWTH`` of the largest is merged into one, ``STEP_PAGES`` pages per transaction
-(at 1M labels a median of 6 ms each, 147 steps in 1.1 s), and a write that arrives meanwhile goes first. So an index
-is rewritten whole only after it has grown by a fifth of itself: the cost is bounded by what
-was written, not by how often the server goes idle.
+(at 1M labels a median of 6 ms each, 147 steps in 1.1 s), and a write that arrives meanwhile
+goes first. So an index is rewritten whole only after it has grown by a fifth of itself: the
+cost is bounded by what was written, not by how often the server goes idle.
 
 The segments are read from FTS5's shadow tables (part of its file format): ``<table>_idx``
 names every segment, and a segment's leaf pages are rows ``segid << 37 | pgno`` of
