@@ -362,12 +362,8 @@ def analyze(db: Any) -> None:
             return
         conn.exec_driver_sql("ANALYZE")
         conn.commit()
-        for table in tidy.fts5_tables(conn):
-            merged = tidy.untidy(conn, table)
-            conn.commit()
-            while merged:
-                merged = tidy.merge_step(conn, table)
-                conn.commit()
+        for _ in tidy.merge_steps(conn):
+            pass
 
 
 def figures_main(

@@ -467,23 +467,19 @@ class Writer:
         """SQLite, idle: merge each grown FTS5 index into one segment (``tidy``), one step per
         transaction, and stop as soon as a write is queued (the next idle spell goes on)."""
         try:
-            conn = self._connection()
-            with conn.begin():
-                tables = [t for t in tidy.fts5_tables(conn) if tidy.untidy(conn, t)]
-            for table in tables:
-                merged = True
-                while merged:
-                    if not self._queue.empty():
-                        return  # writes first
-                    with conn.begin():
-                        merged = tidy.merge_step(conn, table)
-                    self.tidy_steps += 1
-                    self.last_progress = time.monotonic()
-                    if self.checkpointer is not None:
-                        self.checkpointer.nudge()
+            for _ in tidy.merge_steps(self._connection(), stop=self._writes_queued):
+                self.tidy_steps += 1
+                self.last_progress = time.monotonic()
+                if self.checkpointer is not None:
+                    self.checkpointer.nudge()
+            if self._writes_queued():
+                return  # writes first: the next idle spell goes on
         except Exception as error:  # tidying is an optimisation: the next write asks again
             log.warning("merging the search indexes' segments failed: %s", error)
         self._tidy_due = False
+
+    def _writes_queued(self) -> bool:
+        return not self._queue.empty()
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.invalidated or self._conn.closed:

@@ -21,6 +21,8 @@ names every segment, and a segment's leaf pages are rows ``segid << 37 | pgno`` 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from sqlalchemy import Connection
 
 # Pages one merge step writes: a write queued meanwhile waits for one step at most.
@@ -70,3 +72,19 @@ def merge_step(conn: Connection, table: str) -> bool:
     before = raw.total_changes  # type: ignore[union-attr]
     conn.exec_driver_sql(f"INSERT INTO {table}({table}, rank) VALUES ('merge', ?)", (-STEP_PAGES,))
     return bool(raw.total_changes - before >= 2)  # type: ignore[union-attr]
+
+
+def merge_steps(conn: Connection, stop: Callable[[], bool] = lambda: False) -> Iterator[str]:
+    """Merge each index that ``untidy`` finds into one segment, one ``merge_step`` per
+    transaction, until done or until ``stop()`` says so before a step; yields the table after
+    each step."""
+    with conn.begin():
+        tables = [table for table in fts5_tables(conn) if untidy(conn, table)]
+    for table in tables:
+        merged = True
+        while merged:
+            if stop():
+                return
+            with conn.begin():
+                merged = merge_step(conn, table)
+            yield table
