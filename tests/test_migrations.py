@@ -372,3 +372,68 @@ def test_label_index_entries_are_what_0009s_sql_built() -> None:
         for tokens in cases:
             (expected,) = db.execute(f"SELECT {migration.indexed(':t')}", {"t": tokens}).fetchone()
             assert store._indexed(tokens) == expected, tokens
+
+
+def test_registry_labels_are_rebuilt_in_key_order_by_0012(databases: DatabaseFactory) -> None:
+    """Migration 0012, up from 0011, down and up again, on registries with labels: on SQLite the
+    table becomes one ``WITHOUT ROWID`` (and a rowid table again below 0012); on either dialect
+    every registry's labels, their counts and their searches are what they were, and a label
+    write after each step counts as before."""
+    db = dbmod.Database(Settings(database_url=databases.empty()))
+    sqlite = databases.dialect == "sqlite"
+
+    def fill(conn: Connection) -> None:
+        for name in "xy":
+            registry = store.create_registry(conn, "acct", name, "DOCKER", "", [])
+            for i in range(12):
+                labels = [f"{name}-l{j}" for j in range(i % 5)] + (["Shared"] if i % 3 else [])
+                store.register_artifact(conn, registry, f"n{i}", None, None, labels)
+
+    def snapshot(conn: Connection) -> list[tuple[str, str, int]]:
+        rows = conn.exec_driver_sql(
+            "SELECT g.identifier, l.label, l.artifacts FROM registry_labels AS l "
+            "JOIN registries AS g ON g.id = l.registry_id ORDER BY 1, 2"
+        )
+        return [tuple(row) for row in rows]
+
+    def listed(conn: Connection, name: str, search: str | None) -> tuple[list[str], int]:
+        return store.list_registry_labels(
+            conn, store.find_registry(conn, "acct", name), search, 0, 3
+        )
+
+    def without_rowid() -> bool:
+        with db.engine.connect() as conn:
+            (sql,) = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'registry_labels'"
+            ).one()
+            return bool(sql.endswith("WITHOUT ROWID"))
+
+    def relabel(conn: Connection, labels: list[str]) -> None:
+        store.replace_labels(conn, store.find_registry(conn, "acct", "x"), "n0", None, labels)
+
+    try:
+        with dbmod.migration_lock(db) as conn:
+            dbmod.upgrade(conn, "0011")
+        db.run_write(fill)
+        before = db.run_read(snapshot)
+        searches = [db.run_read(listed, n, s) for n in "xy" for s in (None, "l1", "SHA", "zz")]
+        assert searches[0] == (["Shared", "x-l0", "x-l1"], 5)
+        assert (sqlite and without_rowid()) is False
+        for step in ("head", "0011", "head"):
+            with dbmod.migration_lock(db) as conn:
+                if step == "head":
+                    dbmod.upgrade(conn)
+                else:
+                    dbmod.downgrade(conn, step)
+            if sqlite:
+                assert without_rowid() is (step == "head")
+            assert db.run_read(snapshot) == before
+            assert [db.run_read(listed, n, s) for n in "xy" for s in (None, "l1", "SHA", "zz")] == (
+                searches
+            )
+            db.run_write(relabel, ["Shared", "x-new"])
+            assert ("x", "x-new", 1) in db.run_read(snapshot)
+            db.run_write(relabel, [])
+            assert db.run_read(snapshot) == before
+    finally:
+        db.close()

@@ -348,6 +348,9 @@ class RegistryLabel(Base):
     pages through this table, not through every artifact's labels."""
 
     __tablename__ = "registry_labels"
+    # SQLite: the rows themselves in key order (migration 0012), so a registry's labels are one
+    # range of the table.
+    __table_args__ = {"sqlite_with_rowid": False}
 
     registry_id: Mapped[int] = mapped_column(
         ForeignKey("registries.id", ondelete="CASCADE"), primary_key=True
