@@ -350,18 +350,17 @@ def prepared(url: str, admin: str) -> Any:
 
 
 def analyze(db: Any) -> None:
-    """Fresh planner statistics (and, on PostgreSQL, a vacuumed visibility map). On SQLite also
-    what labelhub's writer does by itself once idle (``labelhub.core.tidy``): each grown search
-    index merged into one segment, here before the server starts rather than under the timed
-    requests."""
+    """What the server does by itself, done before it starts rather than under the timed
+    requests. PostgreSQL: ``VACUUM ANALYZE`` (autovacuum's work on a server that has it on; this
+    machine kind's has it off). SQLite: no ``ANALYZE``, as labelhub keeps no planner statistics
+    there; each grown search index merged into one segment, as labelhub's writer does once idle
+    (``labelhub.core.tidy``)."""
     from labelhub.core import tidy
 
     with db.engine.connect() as conn:
         if db.dialect == "postgresql":
             conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
             return
-        conn.exec_driver_sql("ANALYZE")
-        conn.commit()
         for _ in tidy.merge_steps(conn):
             pass
 
