@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -240,6 +241,25 @@ def explain(
     return plans
 
 
+def summary(runs: list[dict[str, float]], requests: int) -> dict[str, Any]:
+    """A figure from its runs (each ``measure``'s p50 and p99): the median of each, with the
+    least and the most."""
+    figure: dict[str, Any] = {}
+    for key in ("p50", "p99"):
+        values = [run[f"{key}_ms"] for run in runs]
+        figure[f"{key}_ms"] = round(statistics.median(values), 2)
+        figure[f"{key}_min_ms"] = round(min(values), 2)
+        figure[f"{key}_max_ms"] = round(max(values), 2)
+    return figure | {"requests_per_run": requests, "runs": len(runs)}
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server that ``serve`` started (again: a no-op)."""
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait()
+
+
 def scale_main(
     doc: str,
     kind: str,
@@ -286,52 +306,54 @@ def scale_main(
         "db": args.db,
         "sizes": {},
     }
-    with tempfile.TemporaryDirectory() as tmp:
+    # Every size is loaded and served first, then measured in turns (each run: every size, one
+    # after the other), so that the ratios between sizes compare figures taken minutes, not tens
+    # of minutes, apart: this machine kind's speed drifts by a quarter within minutes.
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as cleanup:
+        urls: dict[int, str] = {}
+        servers: dict[int, tuple[subprocess.Popen[bytes], str]] = {}
+        requests_of = {size: workloads(size) for size in sizes}
+        figures_of: dict[int, dict[str, Any]] = {}
         for size in sizes:
-            url, pg_name = fresh_database(args.db, args.pg_url, Path(tmp))
-            try:
-                seconds = load(url, size, admin)
-                print(f"{args.db} {size:>9,} rows loaded in {seconds:.1f}s", flush=True)
-                proc, base = serve(url, admin, settings)
-                figures: dict[str, Any] = {"load_seconds": round(seconds, 2)}
-                requests_of = workloads(size)
-                try:
-                    for name, requests in requests_of.items():
-                        runs = [
-                            measure(base, requests, args.requests, headers)
-                            for _ in range(args.runs)
-                        ]
-                        p50s = [r["p50_ms"] for r in runs]
-                        p99s = [r["p99_ms"] for r in runs]
-                        figures[name] = {
-                            "p50_ms": round(statistics.median(p50s), 2),
-                            "p50_min_ms": round(min(p50s), 2),
-                            "p50_max_ms": round(max(p50s), 2),
-                            "p99_ms": round(statistics.median(p99s), 2),
-                            "p99_min_ms": round(min(p99s), 2),
-                            "p99_max_ms": round(max(p99s), 2),
-                            "requests_per_run": args.requests,
-                            "runs": args.runs,
-                        }
-                        print(
-                            f"  {name:<16} p50 {figures[name]['p50_ms']:7.2f} ms  p99 {figures[name]['p99_ms']:7.2f} ms",
-                            flush=True,
-                        )
-                    if size == max(sizes) and profile:
-                        figures["profiles"] = {
-                            name: profiled(proc, base, requests_of[name], args.requests, headers)
-                            for name in profile
-                        }
-                finally:
-                    proc.terminate()
-                    proc.wait()
-                if size == max(sizes):
-                    figures["plans"] = explain(
-                        url, {k: v[0] for k, v in requests_of.items()}, headers, marker
-                    )
-                report["sizes"][str(size)] = figures
-            finally:
-                drop_database(args.pg_url, pg_name)
+            urls[size], pg_name = fresh_database(args.db, args.pg_url, Path(tmp))
+            cleanup.callback(drop_database, args.pg_url, pg_name)
+            seconds = load(urls[size], size, admin)
+            print(f"{args.db} {size:>9,} rows loaded in {seconds:.1f}s", flush=True)
+            figures_of[size] = {"load_seconds": round(seconds, 2)}
+        for size in sizes:
+            servers[size] = serve(urls[size], admin, settings)
+            cleanup.callback(stop, servers[size][0])
+        runs: dict[int, dict[str, list[dict[str, float]]]] = {
+            size: {name: [] for name in requests_of[size]} for size in sizes
+        }
+        for run in range(args.runs):
+            for size in sizes:
+                _, base = servers[size]
+                for name, requests in requests_of[size].items():
+                    runs[size][name].append(measure(base, requests, args.requests, headers))
+            print(f"run {run + 1} of {args.runs} measured", flush=True)
+        for size in sizes:
+            figures = figures_of[size]
+            for name, measured in runs[size].items():
+                figures[name] = summary(measured, args.requests)
+                print(
+                    f"{args.db} {size:>9,}  {name:<16} p50 {figures[name]['p50_ms']:7.2f} ms  "
+                    f"p99 {figures[name]['p99_ms']:7.2f} ms",
+                    flush=True,
+                )
+        largest = max(sizes)
+        proc, base = servers[largest]
+        if profile:
+            figures_of[largest]["profiles"] = {
+                name: profiled(proc, base, requests_of[largest][name], args.requests, headers)
+                for name in profile
+            }
+        for size in sizes:
+            stop(servers[size][0])
+        figures_of[largest]["plans"] = explain(
+            urls[largest], {k: v[0] for k, v in requests_of[largest].items()}, headers, marker
+        )
+        report["sizes"] = {str(size): figures_of[size] for size in sizes}
     write_report(args.out, kind, args.db, report)
 
 
