@@ -241,15 +241,24 @@ def explain(
     return plans
 
 
+def spread(values: list[float], digits: int) -> dict[str, float]:
+    """The median of ``values``, with the least and the most, rounded to ``digits``."""
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+    }
+
+
 def summary(runs: list[dict[str, float]], requests: int) -> dict[str, Any]:
     """A figure from its runs (each ``measure``'s p50 and p99): the median of each, with the
     least and the most."""
     figure: dict[str, Any] = {}
     for key in ("p50", "p99"):
-        values = [run[f"{key}_ms"] for run in runs]
-        figure[f"{key}_ms"] = round(statistics.median(values), 2)
-        figure[f"{key}_min_ms"] = round(min(values), 2)
-        figure[f"{key}_max_ms"] = round(max(values), 2)
+        each = spread([run[f"{key}_ms"] for run in runs], 2)
+        figure[f"{key}_ms"] = each["median"]
+        figure[f"{key}_min_ms"] = each["min"]
+        figure[f"{key}_max_ms"] = each["max"]
     return figure | {"requests_per_run": requests, "runs": len(runs)}
 
 
@@ -371,7 +380,7 @@ def prepared(url: str, admin: str) -> Any:
     return db
 
 
-def analyze(db: Any) -> None:
+def settle(db: Any) -> None:
     """What the server does by itself, done before it starts rather than under the timed
     requests. PostgreSQL: ``VACUUM ANALYZE`` (autovacuum's work on a server that has it on; this
     machine kind's has it off). SQLite: no ``ANALYZE``, as labelhub keeps no planner statistics

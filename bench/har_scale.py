@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import insert, update
 
-from bench.common import Request, analyze, prepared, scale_main
+from bench.common import Request, prepared, scale_main, settle
 from labelhub.core.models import Artifact, ArtifactLabel, Registry, RegistryLabel
 from labelhub.har import store
 
@@ -111,7 +111,7 @@ def load(url: str, size: int, admin: str) -> float:
             )
 
         db.run_write(artifact_count)
-        analyze(db)
+        settle(db)
     finally:
         db.close()
     return time.perf_counter() - started

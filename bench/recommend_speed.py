@@ -28,7 +28,6 @@ import datetime as dt
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,18 +46,11 @@ from bench.common import (
     percentile,
     save,
     serve,
+    spread,
 )
 from labelhub.core import keys
 
 PROGRAM = "speed"
-
-
-def spread(values: list[float], digits: int = 1) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(values), digits),
-        "min": round(min(values), digits),
-        "max": round(max(values), digits),
-    }
 
 
 def _post_all(

@@ -17,7 +17,7 @@ import random
 import time
 from typing import Any
 
-from bench.common import Request, analyze, prepared, scale_main
+from bench.common import Request, prepared, scale_main, settle
 from labelhub.actionhub import store
 
 WORDS = [
@@ -47,7 +47,7 @@ def load(url: str, size: int, admin: str) -> float:
         for start in range(0, size, 10_000):
             batch = [(label_name(i), i / 3) for i in range(start, min(size, start + 10_000))]
             db.run_write(store.upsert_labels, pk, batch)
-        analyze(db)
+        settle(db)
     finally:
         db.close()
     return time.perf_counter() - started

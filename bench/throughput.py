@@ -35,7 +35,6 @@ import os
 import re
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ from bench.common import (
     drop_database,
     free_port,
     fresh_database,
+    spread,
     vacuum_analyze,
     write_report,
 )
@@ -192,12 +192,7 @@ def run_wrk(base: str, script: Path, connections: int, seconds: int, key: str) -
 
 
 def summary(runs: list[dict[str, Any]], key: str) -> dict[str, float]:
-    values = [r[key] for r in runs]
-    return {
-        "median": round(statistics.median(values), 2),
-        "min": round(min(values), 2),
-        "max": round(max(values), 2),
-    }
+    return spread([r[key] for r in runs], 2)
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -172,8 +172,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.worker:
             worker.start()
-        if database.dialect == "sqlite" and settings.sqlite_tidy_idle:
-            database.writer.start()  # it tidies the search indexes when idle
+        database.writer.start()  # on SQLite it tidies the search indexes when idle
         # What exists once the app has started (modules, routes, models, compiled statements:
         # hundreds of thousands of objects) lives as long as the process. Frozen, the cyclic
         # collector stops walking it on every full collection: those walks were the 15-55 ms

@@ -429,9 +429,10 @@ class Writer:
             self._conn = None
 
     def start(self) -> None:
-        """Start the thread now rather than at the first write (the server: on SQLite it tidies
-        the search indexes even if nothing is written)."""
-        self._ensure_started()
+        """Where it tidies (SQLite, ``tidy_idle`` above 0), start the thread now rather than at
+        the first write: it tidies the search indexes even if nothing is written."""
+        if self._tidy_idle:
+            self._ensure_started()
 
     def _run(self) -> None:
         while True:
