@@ -156,8 +156,8 @@ end
 }
 
 
-def wait_up(base: str) -> None:
-    for _ in range(300):
+def wait_up(base: str, seconds: float = 30) -> None:
+    for _ in range(int(seconds * 10)):
         try:
             httpx.get(base + "/", timeout=1)
             return
@@ -226,13 +226,13 @@ def seed(base: str, admin: str, workloads: list[str], scale: float = 1.0) -> Non
 
 
 def start(
-    args: list[str], env: dict[str, str], cwd: str, port: int
+    args: list[str], env: dict[str, str], cwd: str, port: int, wait: float = 30
 ) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen(
         args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
-    wait_up(base)
+    wait_up(base, wait)
     return proc, base
 
 
@@ -308,9 +308,13 @@ def main() -> None:
     parser.add_argument(
         "--mlflow",
         default=shutil.which("mlflow"),
-        help="the mlflow executable, for the set-tag baseline of W1 (default: mlflow on PATH)",
+        help="the mlflow executable, for the set-tag baseline of W1 (default: mlflow on PATH; "
+        "'' for none)",
     )
     args = parser.parse_args()
+    if args.mlflow and shutil.which(args.mlflow) is None:
+        # Found out before the workloads run, not after them with their figures lost.
+        parser.error(f"--mlflow {args.mlflow}: no such executable ('' runs without MLflow)")
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
     workloads = args.workloads.split(",")
