@@ -10,7 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Integer,
+    bindparam,
+    insert,
+    literal_column,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy.exc import DBAPIError
 
 from labelhub.actionhub import store as actionhub_store
@@ -305,6 +315,40 @@ def test_reads_sent_together_answer_as_they_would_one_by_one(
         )
     assert seen == []
     assert _program_ids(database.settings.database_url) == {"p1", "p2"}
+
+
+def test_sqlite_reads_sent_together_give_rows_by_name_and_position_converted(
+    tmp_path: Path,
+) -> None:
+    """SQLite: ``read_together`` runs its reads on the driver directly, and its rows are still
+    ``conn.execute``'s: by position and by name, each value converted by its column's type (a
+    JSON column decoded), its parameters by theirs; a plain ``text()``, whose columns SQLAlchemy
+    does not know, through SQLAlchemy. (PostgreSQL's pipeline: the test above.)"""
+    database = dbmod.Database(Settings(database_url=f"sqlite:///{tmp_path}/reads.db"))
+    statement = select(
+        type_coerce(bindparam("doc", type_=JSON), JSON).label("doc"),
+        bindparam("n", type_=Integer).label("n"),
+        literal_column("'plain'").label("word"),
+    )
+    params = {"doc": {"labels": ["a", "é"], "k": None}, "n": 3}
+    found: list[Any] = []
+    with database.transaction() as conn:
+        read_together(
+            conn,
+            [
+                Read(statement, params, found.append),
+                Read(text("SELECT 2 AS two"), {}, found.append),
+                Read(statement, params, found.append),
+            ],
+        )
+        expected = conn.execute(statement, params).all()
+    database.close()
+    rows, plain, again = found
+    assert rows == expected == again
+    (row,) = rows
+    assert row.doc == {"labels": ["a", "é"], "k": None} == row[0]
+    assert (row.n, row.word) == (3, "plain")
+    assert [tuple(r) for r in plain] == [(2,)]
 
 
 async def test_sqlite_commits_reach_the_database_file_off_the_writers_commit(

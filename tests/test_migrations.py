@@ -344,7 +344,7 @@ def test_label_index_entries_are_what_0009s_sql_built() -> None:
     """``store._indexed`` gives the entry 0009's SQL gave (kept in 0011 for its downgrade): the
     entry the index holds is deleted by naming it exactly. Tokens in text order, as labelhub
     writes them, and in any other order, as 0008's unordered ``group_concat`` may have left them;
-    past ``store.PAIRED`` labels, the many-labels token."""
+    past ``store.PAIRED`` labels, the many-labels token; remembered or (long) not."""
     import importlib.util
     import sqlite3
     from pathlib import Path
@@ -368,10 +368,14 @@ def test_label_index_entries_are_what_0009s_sql_built() -> None:
         cases.append(" ".join(tokens))
     many = [f"l{i:02d}" for i in range(store.PAIRED + 1)]
     cases.append(store._search_labels("sqlite", 3, many))
+    long = store._search_labels("sqlite", 3, [f"{'q' * 100}{i}" for i in range(6)])
+    assert len(long) > store._REMEMBERED_TOKENS
+    cases.append(long)
     with sqlite3.connect(":memory:") as db:
         for tokens in cases:
             (expected,) = db.execute(f"SELECT {migration.indexed(':t')}", {"t": tokens}).fetchone()
             assert store._indexed(tokens) == expected, tokens
+            assert store._indexed(tokens) == expected, tokens  # as remembered
 
 
 def test_registry_labels_are_rebuilt_in_key_order_by_0012(databases: DatabaseFactory) -> None:
