@@ -9,7 +9,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from sqlalchemy import Connection
@@ -28,6 +27,7 @@ from labelhub.har.deps import (
     SpaceView,
     artifact_name,
     space_path,
+    unquote_ref,
 )
 
 HAR_PREFIX = "/har/api/v1"
@@ -306,7 +306,7 @@ async def _fast_update_artifact_labels(request: fast.FastRequest) -> fast.Answer
         return None  # FastAPI parses artifact_type and If-Match
     db = request.scope["app"].state.db
     secret = request.headers[b"x-api-key"] or None
-    access = RegistryAccess(db, secret, unquote(request.params["registry_ref"]), edit=True)
+    access = RegistryAccess(db, secret, unquote_ref(request.params["registry_ref"]), edit=True)
     update = LabelUpdate(artifact_name(request.params["artifact"]), None, request.body.labels, None)
     summary = await access.write_shared(update_label_sets, update)
     # One rendering serves the ETag and the body ({"status":"SUCCESS","data":<summary>}, the
