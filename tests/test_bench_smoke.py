@@ -58,3 +58,27 @@ def test_bench_quick_run(tmp_path: Path) -> None:
     assert speed["actions_1_connections"]["p99_ms"]["median"] > 0
     text = (tmp_path / "RESULTS.md").read_text()
     assert "W1" in text and "Recommendation quality" in text and "at scale" in text
+
+
+def test_bench_instructions_quick_run(tmp_path: Path) -> None:
+    """``bench.instructions`` (valgrind's instruction counts) still runs: a figure per server."""
+    for tool in ("wrk", "valgrind"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (apt-get install {tool}); the script needs it")
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.instructions", "--quick", "--workloads", "W2"),
+            *("--seconds", "1", "--out", str(tmp_path)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:])
+    (path,) = tmp_path.glob("*-instructions-sqlite.json")
+    figures = json.loads(path.read_text())["workloads"]["W2"]
+    for server in ("validate", "labelhub"):
+        assert figures[server]["requests"] > 0 and figures[server]["errors"] == 0
+        assert figures[server]["instructions_per_request"] > 0
+    assert figures["ratio_labelhub_vs_validate"] > 0
