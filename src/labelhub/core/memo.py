@@ -1,13 +1,34 @@
-"""A per-transaction memo for lookups that several jobs of one write batch repeat."""
+"""A per-transaction memo for lookups that several jobs of one write batch repeat, and a
+process-wide one for pure functions of short strings that requests repeat."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
 MEMO = "labelhub.memo"
+
+R = TypeVar("R")
+
+
+def remembered(entries: int, longest: int) -> Callable[[Callable[[str], R]], Callable[[str], R]]:
+    """``fn(text)`` remembered for the last ``entries`` texts of at most ``longest`` characters
+    (a longer one is computed every time, so the memo's size stays bounded); an exception is
+    not remembered. For pure functions only."""
+
+    def wrap(fn: Callable[[str], R]) -> Callable[[str], R]:
+        cached = functools.lru_cache(maxsize=entries)(fn)
+
+        @functools.wraps(fn)
+        def call(text: str) -> R:
+            return cached(text) if len(text) <= longest else fn(text)
+
+        return call
+
+    return wrap
 
 
 def memo(conn: Connection) -> dict[Any, Any]:

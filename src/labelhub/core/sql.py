@@ -304,12 +304,20 @@ def rows_of(conn: Connection, statement: Executable, params: dict[str, Any]) -> 
     if conn.dialect.name != "sqlite":
         return conn.execute(statement, params).all()
     compiled = _direct(statement)
-    processors = compiled._bind_processors
+    return _driver_rows(conn, compiled.string, compiled._bind_processors, params)
+
+
+def _driver_rows(
+    conn: Connection, sql: str, processors: dict[str, Callable[[Any], Any]], params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """SQLite: ``sql``'s rows as the driver gives them, its parameters converted first as
+    SQLAlchemy would (``processors``: the compiled statement's); a driver error is raised as
+    SQLAlchemy's."""
     if processors:
         params = {k: processors[k](v) if k in processors else v for k, v in params.items()}
     raw: Any = conn.connection.dbapi_connection
-    with _driver_errors([compiled.string], params, sqlite3.Error):
-        return raw.execute(compiled.string, params).fetchall()  # type: ignore[no-any-return]
+    with _driver_errors([sql], params, sqlite3.Error):
+        return raw.execute(sql, params).fetchall()  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -361,11 +369,7 @@ def _named_rows(conn: Connection, statement: Executable, params: dict[str, Any])
     shape = _shape(statement)
     if shape is None:
         return conn.execute(statement, params).all()
-    if shape.binds:
-        params = {k: shape.binds[k](v) if k in shape.binds else v for k, v in params.items()}
-    raw: Any = conn.connection.dbapi_connection
-    with _driver_errors([shape.sql], params, sqlite3.Error):
-        found = raw.execute(shape.sql, params).fetchall()
+    found = _driver_rows(conn, shape.sql, shape.binds, params)
     row, converts = shape.row, shape.converts
     if converts is None:
         return [row._make(values) for values in found]  # type: ignore[attr-defined]

@@ -12,7 +12,6 @@ A path whose refs cannot be parsed is answered 400 at once, in the HAR envelope.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable
 from urllib.parse import quote, unquote
@@ -21,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from labelhub.core.errors import Invalid
+from labelhub.core.memo import remembered
 
 PREFIX = "/har/api/v1"
 _ENCODED_SLASH = "%2f"
@@ -60,21 +60,12 @@ def q(ref: str) -> str:
     return quote(ref, safe="")
 
 
+@remembered(entries=4096, longest=512)
 def canonical(raw_tail: str) -> str | None:
     """The canonical form of a raw path below ``/har/api/v1`` (None: not a ref-bearing route);
-    remembered for the last ``_REMEMBERED`` short paths seen (a server sees the same artifacts'
-    paths again and again; 2 us a request, 0.2 remembered). A path that does not parse raises
-    ``Invalid`` every time."""
-    if len(raw_tail) > _REMEMBERED_LENGTH:
-        return _canonical(raw_tail)
-    return _remembered(raw_tail)
-
-
-_REMEMBERED = 4096
-_REMEMBERED_LENGTH = 512
-
-
-def _canonical(raw_tail: str) -> str | None:
+    remembered for the last 4,096 paths of up to 512 characters seen (a server sees the same
+    artifacts' paths again and again; 2 us a request, 0.2 remembered). A path that does not
+    parse raises ``Invalid`` every time."""
     segments = raw_tail.split("/")[1:]
     if segments and segments[-1] == "" and len(segments) > 1:
         segments = segments[:-1]  # a trailing slash
@@ -93,9 +84,6 @@ def _canonical(raw_tail: str) -> str | None:
         artifact, after = _take_ref(rest, 1, "artifact")
         return "/".join([*out, "artifact", q(artifact), *rest[after:]])
     return "/".join(out + rest)
-
-
-_remembered = functools.lru_cache(maxsize=_REMEMBERED)(_canonical)
 
 
 class CanonicalPaths:

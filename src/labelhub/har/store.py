@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from labelhub.actionhub.schemas import FORBIDDEN
 from labelhub.core.errors import Conflict, Invalid, LabelhubError, NotFound
 from labelhub.core.keys import now_ms
-from labelhub.core.memo import memo, read_ahead
+from labelhub.core.memo import memo, read_ahead, remembered
 from labelhub.core.models import Artifact, ArtifactLabel, Registry, RegistryLabel, Space
 from labelhub.core.pagination import offset_of
 from labelhub.core.sql import (
@@ -511,6 +511,10 @@ def _search_label(dialect: str, registry_id: int, label: str) -> str:
     return found[0] if dialect == "postgresql" else found  # type: ignore[no-any-return]
 
 
+_REMEMBERED_TOKENS = 1024  # characters of ``search_labels`` (``_indexed``)
+
+
+@remembered(entries=1024, longest=_REMEMBERED_TOKENS)
 def _indexed(tokens: str) -> str:
     """SQLite: the label-set index's entry for an artifact whose ``search_labels`` is ``tokens``
     (what migration 0009's triggers build in SQL): the tokens, then a token per pair of them
@@ -522,17 +526,7 @@ def _indexed(tokens: str) -> str:
     Remembered for the sets of short labels seen last: a replacement builds the entry of the set
     it removes (the one this process built when it wrote it, if it did) and of the set it
     writes, and a registry's artifacts share few sets. 3.3 us for a set of 5 labels, 0.2
-    remembered; at most ``_REMEMBERED`` entries of at most about 16 KB each (16 MB in all)."""
-    if len(tokens) > _REMEMBERED_TOKENS:
-        return _index_entry(tokens)
-    return _remembered_index_entry(tokens)
-
-
-_REMEMBERED = 1024
-_REMEMBERED_TOKENS = 1024  # characters of ``search_labels``
-
-
-def _index_entry(tokens: str) -> str:
+    remembered; at most 1,024 entries of at most about 16 KB each (16 MB in all)."""
     each = tokens.split()
     if len(each) > PAIRED:
         return f"{tokens} {each[0].partition('x')[0]}m"
@@ -542,9 +536,6 @@ def _index_entry(tokens: str) -> str:
     else:
         pairs = [f"{a}y{lb}" for a in each for b, lb in zip(each, labels, strict=True) if a < b]
     return " ".join(each + pairs)
-
-
-_remembered_index_entry = functools.lru_cache(maxsize=_REMEMBERED)(_index_entry)
 
 
 # SQLite: a changed label set's entry in the label-set index (``_indexed``): the old one out
