@@ -147,11 +147,21 @@ def make_engine(settings: Settings) -> Engine:
         connect_args={"connect_timeout": timeout, "application_name": "labelhub"},
     )
     lock_ms = int(settings.db_timeout * 1000)
-    # One round trip for both; set_config(..., true) is SET LOCAL, and a volatile subquery is
+    # One round trip for all; set_config(..., true) is SET LOCAL, and a volatile subquery is
     # evaluated before the lock is asked for.
+    #
+    # A write transaction's prepared statements run on their generic plans (planned once per
+    # connection), not on a plan made again for each execution's values: PostgreSQL keeps
+    # re-planning a statement whose custom plans cost less than its generic one, which a
+    # statement over an array of a few rows always does (the generic plan guesses 10), so W2's
+    # batches of 8 at 16 connections re-planned two statements every batch (their named
+    # artifacts, their touch): 17 % of the server's CPU. Writes are key lookups and joins on
+    # keys; their generic plans are the custom ones' (bench/README.md: W2 at 16 connections
+    # +8 % req/s, PostgreSQL's CPU a request 122 -> 100 us; W4 and the event fold unchanged).
     take_lock = (
         f"SELECT pg_advisory_xact_lock({WRITE_LOCK_ID}) FROM "
-        f"(SELECT set_config('lock_timeout', '{lock_ms}', true)) AS timeout"
+        f"(SELECT set_config('lock_timeout', '{lock_ms}', true), "
+        "set_config('plan_cache_mode', 'force_generic_plan', true)) AS settings"
     )
 
     @event.listens_for(engine, "begin")
