@@ -156,8 +156,9 @@ def make_engine(settings: Settings) -> Engine:
     # statement over an array of a few rows always does (the generic plan guesses 10), so W2's
     # batches of 8 at 16 connections re-planned two statements every batch (their named
     # artifacts, their touch): 17 % of the server's CPU. Writes are key lookups and joins on
-    # keys; their generic plans are the custom ones' (bench/README.md: W2 at 16 connections
-    # +8 % req/s, PostgreSQL's CPU a request 122 -> 100 us; W4 and the event fold unchanged).
+    # keys; their generic plans are the custom ones' (bench/README.md: those two statements
+    # for 8 artifacts 576-636 -> 473-507 us; W1, W4 and the event fold unchanged; W2 end to end
+    # gained less than this machine's swings at that load).
     take_lock = (
         f"SELECT pg_advisory_xact_lock({WRITE_LOCK_ID}) FROM "
         f"(SELECT set_config('lock_timeout', '{lock_ms}', true), "
